@@ -1,0 +1,1 @@
+"""CHT analytics pipeline: CouchDB -> PostgreSQL raw replica -> views -> Superset, as Dagster assets."""

@@ -1,0 +1,219 @@
+"""A small CouchDB client over one `requests.Session`.
+
+Credentials are taken out of the server URL and sent as basic auth, so no URL this client
+stores, logs or puts into an error message ever holds them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import ijson
+import requests
+
+from cht_assets.couch.errors import CouchAuthError, CouchError, CouchUnavailable
+
+T = TypeVar("T")
+CHUNK_BYTES = 256 * 1024
+# The top-level keys after "results" (last_seq, pending) fit easily in this many trailing bytes,
+# even with CouchDB 3's long opaque seqs.
+TAIL_BYTES = 2 * CHUNK_BYTES
+
+
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """`http://u:p@host:5984/` -> (`http://host:5984`, ('u', 'p'))."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    bare = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    if parts.username is None:
+        return bare, None
+    return bare, (unquote(parts.username), unquote(parts.password or ""))
+
+
+def redact_url(url: str) -> str:
+    """The URL without user info, safe for logs and metadata."""
+    return split_credentials(url)[0]
+
+
+@dataclass
+class ChangesFeed:
+    """One streamed `_changes` response: iterate `rows()`, then read `last_seq` and `pending`."""
+
+    response: requests.Response
+    db: str
+    last_seq: str | None = None
+    pending: int | None = None
+    _tail: bytes = field(default=b"", repr=False)
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        parsed = ijson.sendable_list()
+        parser = ijson.items_coro(parsed, "results.item", use_float=True)
+        try:
+            for chunk in self.response.iter_content(CHUNK_BYTES):
+                parser.send(chunk)
+                self._tail = (self._tail + chunk)[-TAIL_BYTES:]
+                yield from parsed
+                del parsed[:]
+            parser.close()
+        except ijson.JSONError as exc:
+            raise CouchUnavailable(
+                f"CouchDB database '{self.db}': truncated or invalid _changes body"
+            ) from exc
+        except requests.RequestException as exc:
+            raise CouchUnavailable(
+                f"CouchDB database '{self.db}': {type(exc).__name__} while reading _changes"
+            ) from None
+        yield from parsed
+        self._read_trailer()
+
+    def _read_trailer(self) -> None:
+        # CouchDB and PouchDB write {"results": [...], "last_seq": ..., "pending": ...}. Parsing
+        # the trailer from the last bytes avoids a second full parse of the body just for two
+        # scalars; the last '"last_seq"' in the body is the top-level key, since it follows every row.
+        start = self._tail.rfind(b'"last_seq"')
+        if start < 0:
+            raise CouchUnavailable(f"CouchDB database '{self.db}': _changes body has no last_seq")
+        trailer = json.loads(b"{" + self._tail[start:])
+        seq = trailer["last_seq"]
+        self.last_seq = seq if isinstance(seq, str) else json.dumps(seq)
+        pending = trailer.get("pending")
+        self.pending = int(pending) if pending is not None else None
+
+
+class CouchClient:
+    """Client for one database of one CouchDB server."""
+
+    def __init__(
+        self,
+        server_url: str,
+        db: str,
+        *,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.server_url, auth = split_credentials(server_url)
+        self.db = db
+        self.timeout = (connect_timeout, timeout)
+        self.session = requests.Session()
+        self.session.auth = auth
+        self.session.headers.update({"Accept": "application/json"})
+
+    @property
+    def db_url(self) -> str:
+        return f"{self.server_url}/{quote(self.db, safe='')}"
+
+    def _request(
+        self, method: str, path: str = "", *, stream: bool = False, **kwargs: Any
+    ) -> requests.Response:
+        url = self.db_url + path
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, stream=stream, **kwargs)
+        except requests.RequestException as exc:
+            # requests' messages embed the URL; the URL has no credentials but keep errors terse.
+            raise CouchUnavailable(
+                f"CouchDB database '{self.db}': {type(exc).__name__} on {method} {path or '/'}"
+            ) from None
+        if response.status_code >= 400:
+            self._raise_for_status(response, method, path)
+        return response
+
+    def _raise_for_status(self, response: requests.Response, method: str, path: str) -> None:
+        status = response.status_code
+        try:
+            reason = response.json().get("reason") or response.json().get("error") or ""
+        except ValueError:
+            reason = response.text[:200]
+        finally:
+            response.close()
+        where = f"CouchDB database '{self.db}': HTTP {status} on {method} {path or '/'}"
+        if status in (401, 403):
+            raise CouchAuthError(
+                f"{where}: access refused, check the credentials in COUCHDB_URL ({reason})", status
+            )
+        if status >= 500 or status == 429:
+            raise CouchUnavailable(f"{where}: {reason}", status)
+        raise CouchError(f"{where}: {reason}", status)
+
+    def db_info(self) -> dict[str, Any]:
+        return self._request("GET").json()
+
+    def create_db(self) -> None:
+        try:
+            self._request("PUT")
+        except CouchError as exc:
+            if exc.status != 412:  # 412: the database exists already
+                raise
+
+    def delete_db(self) -> None:
+        self._request("DELETE")
+
+    def bulk_docs(self, docs: list[dict[str, Any]], *, new_edits: bool = True) -> list[dict[str, Any]]:
+        body = {"docs": docs, "new_edits": new_edits}
+        return self._request("POST", "/_bulk_docs", json=body).json()
+
+    def get_doc(self, doc_id: str, **params: Any) -> dict[str, Any]:
+        return self._request("GET", "/" + quote(doc_id, safe=":"), params=params).json()
+
+    def get_attachment(self, doc_id: str, name: str) -> bytes:
+        path = f"/{quote(doc_id, safe=':')}/{quote(name, safe='')}"
+        return self._request("GET", path).content
+
+    def all_doc_ids(self, *, page_size: int = 10_000) -> Iterator[str]:
+        """Every live doc id (tombstones excluded), paged by startkey."""
+        startkey: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": page_size}
+            if startkey is not None:
+                params.update(startkey=json.dumps(startkey), skip=1)
+            rows = self._request("GET", "/_all_docs", params=params).json()["rows"]
+            yield from (row["id"] for row in rows)
+            if len(rows) < page_size:
+                return
+            startkey = rows[-1]["key"]
+
+    @contextmanager
+    def changes(self, since: str, limit: int) -> Iterator[ChangesFeed]:
+        """Stream one `_changes` page with the winning docs and their conflicting revisions."""
+        params = {
+            "since": since,
+            "limit": limit,
+            "seq_interval": limit,
+            "include_docs": "true",
+            "conflicts": "true",
+        }
+        response = self._request("GET", "/_changes", params=params, stream=True)
+        try:
+            yield ChangesFeed(response, self.db)
+        finally:
+            response.close()
+
+
+def with_retries(
+    action: Callable[[], T],
+    *,
+    attempts: int = 5,
+    base_delay: float = 1.0,
+    max_delay: float = 30.0,
+    on_retry: Callable[[int, Exception, float], None] | None = None,
+) -> T:
+    """Run `action`, retrying CouchUnavailable with exponential backoff; anything else propagates."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except CouchUnavailable as exc:
+            if attempt == attempts:
+                raise
+            delay = min(max_delay, base_delay * 2 ** (attempt - 1))
+            if on_retry:
+                on_retry(attempt, exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")

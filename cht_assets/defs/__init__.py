@@ -1,0 +1,1 @@
+"""Thin Dagster wiring over the pure libraries: one module per concern."""

@@ -1,0 +1,109 @@
+"""CouchDB databases (external assets) and their raw replicas in PostgreSQL (one asset each)."""
+
+import re
+import time
+
+import dagster as dg
+
+from cht_assets.defs.resources import CouchDBResource, PostgresResource
+from cht_assets.replica.replicate import SyncProgress, replicate_database
+from cht_assets.replica.schema import DOCS_TABLE, RAW_SCHEMA
+from cht_assets.settings import load_settings
+
+PROGRESS_LOG_SECONDS = 5.0
+
+
+def asset_name(db: str) -> str:
+    """`medic-sentinel` -> `medic_sentinel`: Dagster names allow letters, digits and `_`."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", db)
+
+
+def couchdb_asset_key(db: str) -> dg.AssetKey:
+    return dg.AssetKey(["couchdb", asset_name(db)])
+
+
+def raw_asset_key(db: str) -> dg.AssetKey:
+    return dg.AssetKey(["raw", asset_name(db)])
+
+
+def couchdb_source(db: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        couchdb_asset_key(db),
+        group_name="couchdb",
+        kinds={"couchdb"},
+        description=f"The CouchDB database `{db}` of the CHT instance (COUCHDB_URL).",
+    )
+
+
+def describe(progress: SyncProgress) -> str:
+    pending = "?" if progress.pending is None else f"{progress.pending:,}"
+    eta = progress.eta_seconds
+    return (
+        f"{progress.source}: {progress.changes:,} changes ({progress.written:,} written, "
+        f"{progress.deleted:,} deletes) in {progress.seconds:.1f}s, {progress.changes_per_second:,.0f} docs/s, "
+        f"pending {pending}" + (f", ETA {eta:.0f}s" if eta is not None else "")
+    )
+
+
+def replication_asset(db: str, all_dbs: tuple[str, ...], batch_size: int) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=raw_asset_key(db),
+        deps=[couchdb_asset_key(db)],
+        group_name="raw",
+        kinds={"postgres", "couchdb"},
+        description=(
+            f"Raw jsonb replica of CouchDB `{db}` in `{RAW_SCHEMA}.{DOCS_TABLE}` (source = '{db}'), "
+            "incremental from the _changes feed: winning revisions, conflicts recorded, deletes kept "
+            "as tombstones."
+        ),
+        metadata={"dagster/table_name": f"{RAW_SCHEMA}.{DOCS_TABLE}", "source": db},
+    )
+    def replicate(
+        context: dg.AssetExecutionContext, couchdb: CouchDBResource, postgres: PostgresResource
+    ) -> dg.MaterializeResult:
+        last_log = time.monotonic()
+
+        def on_batch(progress: SyncProgress) -> None:
+            nonlocal last_log
+            if time.monotonic() - last_log >= PROGRESS_LOG_SECONDS or progress.pending == 0:
+                context.log.info(describe(progress))
+                last_log = time.monotonic()
+
+        def on_retry(attempt: int, error: Exception, delay: float) -> None:
+            context.log.warning(f"{db}: attempt {attempt} failed ({error}); retrying in {delay:.0f}s")
+
+        result = replicate_database(
+            postgres.conninfo,
+            couchdb.client(db),
+            source=db,
+            all_sources=all_dbs,
+            batch_size=batch_size,
+            on_batch=on_batch,
+            on_retry=on_retry,
+        )
+        progress = result.progress
+        context.log.info(describe(progress))
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": result.row_count,
+                "live_docs": result.live_count,
+                "tombstones": result.row_count - result.live_count,
+                "changes_this_run": progress.changes,
+                "rows_written": progress.written,
+                "docs_cleaned": progress.cleaned,
+                "docs_per_second": round(progress.changes_per_second, 1),
+                "last_seq": progress.last_seq,
+                "pending": progress.pending if progress.pending is not None else -1,
+                "duration_seconds": round(progress.seconds, 3),
+            }
+        )
+
+    return replicate
+
+
+def build_raw_assets() -> list[dg.AssetSpec | dg.AssetsDefinition]:
+    settings = load_settings()
+    dbs = settings.couchdb_dbs
+    sources = [couchdb_source(db) for db in dbs]
+    replicas = [replication_asset(db, dbs, settings.couchdb_batch_size) for db in dbs]
+    return [*sources, *replicas]

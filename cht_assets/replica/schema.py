@@ -1,0 +1,88 @@
+"""DDL of the raw replica and its couch2pg-compatible relations.
+
+`raw.couchdb_docs` holds every CouchDB doc of every source database, keyed by (source, _id),
+with deletes kept as tombstones. `raw.couchdb_progress` holds the checkpoint of each source.
+The views in `public` keep SQL written for cht-couch2pg working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+from psycopg import sql
+
+RAW_SCHEMA = "raw"
+DOCS_TABLE = "couchdb_docs"
+PROGRESS_TABLE = "couchdb_progress"
+
+RAW_DDL = """
+CREATE SCHEMA IF NOT EXISTS raw;
+CREATE TABLE IF NOT EXISTS raw.couchdb_docs (
+    source          text        NOT NULL,
+    _id             text        NOT NULL,
+    _rev            text        NOT NULL,
+    _deleted        boolean     NOT NULL DEFAULT false,
+    _conflicts      text[],
+    saved_timestamp timestamptz NOT NULL DEFAULT clock_timestamp(),
+    doc             jsonb       NOT NULL,
+    PRIMARY KEY (source, _id)
+);
+CREATE INDEX IF NOT EXISTS couchdb_docs_saved_timestamp ON raw.couchdb_docs (saved_timestamp);
+COMMENT ON TABLE raw.couchdb_docs IS
+    'Replica of the CouchDB databases: winning revision per doc, tombstones kept (_deleted).';
+CREATE TABLE IF NOT EXISTS raw.couchdb_progress (
+    source     text        PRIMARY KEY,
+    seq        text        NOT NULL,
+    pending    bigint,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE raw.couchdb_progress IS
+    'Checkpoint per CouchDB database: the opaque _changes seq, stored verbatim.';
+"""
+
+# cht-couch2pg put medic and medic-sentinel docs into `couchdb`, and the other databases into
+# their own one-column tables; these views give existing SQL the same relations.
+COMPAT_TABLES = {
+    "-users-meta": "couchdb_users_meta",
+    "-logs": "couchdb_medic_logs",
+    "_users": "couchdb_medic_users",
+}
+
+# Serialises DDL from replication assets that start at the same time.
+DDL_LOCK_KEY = 7_146_001
+
+
+def compat_relation(source: str) -> str:
+    """The cht-couch2pg relation a source database's live docs appear in."""
+    for suffix, relation in COMPAT_TABLES.items():
+        if source.endswith(suffix):
+            return relation
+    return "couchdb"
+
+
+def compat_views_sql(sources: Sequence[str]) -> sql.Composed:
+    by_relation: dict[str, list[str]] = {}
+    for source in sources:
+        by_relation.setdefault(compat_relation(source), []).append(source)
+    statements = [
+        sql.SQL(
+            "CREATE OR REPLACE VIEW public.{} AS SELECT doc FROM raw.couchdb_docs "
+            "WHERE source = ANY({}::text[]) AND NOT _deleted"
+        ).format(sql.Identifier(relation), sql.Literal(members))
+        for relation, members in sorted(by_relation.items())
+    ]
+    statements.append(
+        sql.SQL(
+            "CREATE OR REPLACE VIEW public.couchdb_progress AS SELECT seq, source FROM raw.couchdb_progress"
+        )
+    )
+    return sql.SQL(";\n").join(statements)
+
+
+def ensure_raw_schema(conn: psycopg.Connection, sources: Sequence[str]) -> None:
+    """Create or update the raw tables and the couch2pg views; safe to run concurrently."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
+        conn.execute(RAW_DDL)
+        conn.execute(compat_views_sql(sources))
