@@ -1,0 +1,141 @@
+"""Loopback HTTP servers for tests: a fault-injecting proxy in front of pouchdb-server, and a
+server that answers with recorded CouchDB 3 responses."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+Handler = Callable[[BaseHTTPRequestHandler], None]
+
+
+@contextmanager
+def serve(handle: Handler) -> Iterator[str]:
+    """Run `handle` for every request on a free 127.0.0.1 port; yields the base URL."""
+
+    class RequestHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            handle(self)
+
+        do_POST = do_PUT = do_DELETE = do_HEAD = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: object) -> None:
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+class FaultProxy:
+    """Forwards to `upstream`; `_changes` requests first meet the faults queued in `faults`.
+
+    Faults: "500", "reset" (close without answering), "stall" (answer nothing for
+    `stall_seconds`), "truncate" (send half the body, then close), "drip" (send the body a few
+    bytes at a time).
+    """
+
+    def __init__(self, upstream: str, *, stall_seconds: float = 3.0) -> None:
+        self.upstream = upstream
+        self.stall_seconds = stall_seconds
+        self.faults: list[str] = []
+        self.changes_requests = 0
+        self.lock = threading.Lock()
+
+    def next_fault(self, path: str) -> str | None:
+        if "/_changes" not in path:
+            return None
+        with self.lock:
+            self.changes_requests += 1
+            return self.faults.pop(0) if self.faults else None
+
+    def __call__(self, handler: BaseHTTPRequestHandler) -> None:
+        fault = self.next_fault(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else None
+        if fault == "500":
+            send_json(handler, 500, {"error": "internal_server_error", "reason": "injected"})
+            return
+        if fault == "reset":
+            handler.close_connection = True
+            handler.connection.close()
+            return
+        if fault == "stall":
+            time.sleep(self.stall_seconds)
+            handler.close_connection = True
+            return
+        upstream = requests.request(
+            handler.command,
+            self.upstream + handler.path,
+            data=body,
+            headers={k: v for k, v in handler.headers.items() if k.lower() in ("content-type", "accept", "authorization")},
+            timeout=60,
+        )
+        data = upstream.content
+        handler.send_response(upstream.status_code)
+        handler.send_header("Content-Type", upstream.headers.get("Content-Type", "application/json"))
+        if fault == "truncate":
+            # Chunked-free, length-less body ended early: the client sees a clean EOF mid-JSON.
+            handler.send_header("Connection", "close")
+            handler.end_headers()
+            handler.wfile.write(data[: len(data) // 2])
+            handler.close_connection = True
+            return
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        if fault == "drip":
+            for start in range(0, len(data), max(1, len(data) // 50)):
+                handler.wfile.write(data[start : start + max(1, len(data) // 50)])
+                handler.wfile.flush()
+                time.sleep(0.01)
+            return
+        handler.wfile.write(data)
+
+
+class RecordedCouch3:
+    """Answers `GET /{db}/_changes?since=S` with the page recorded for S, like CouchDB 3 would:
+    opaque string seqs, `pending`, and `seq: null` on rows between seq_interval marks."""
+
+    def __init__(self, db: str, pages: dict[str, dict]) -> None:
+        self.db = db
+        self.pages = pages
+        self.requests: list[dict[str, list[str]]] = []
+
+    def __call__(self, handler: BaseHTTPRequestHandler) -> None:
+        url = urlsplit(handler.path)
+        query = parse_qs(url.query)
+        if url.path == f"/{self.db}/_changes":
+            self.requests.append(query)
+            since = query.get("since", ["0"])[0]
+            if since not in self.pages:
+                send_json(handler, 400, {"error": "bad_request", "reason": f"Malformed sequence supplied: {since}"})
+                return
+            send_json(handler, 200, self.pages[since])
+        elif url.path == f"/{self.db}":
+            send_json(handler, 200, {"db_name": self.db, "update_seq": list(self.pages)[-1]})
+        else:
+            send_json(handler, 404, {"error": "not_found", "reason": "missing"})
