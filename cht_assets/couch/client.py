@@ -54,13 +54,23 @@ class ChangesFeed:
     pending: int | None = None
     _tail: bytes = field(default=b"", repr=False)
 
+    def _chunks(self) -> Iterator[bytes]:
+        """The body in chunks, remembering its last bytes for the trailer."""
+        try:
+            for chunk in self.response.iter_content(CHUNK_BYTES):
+                self._tail = (self._tail + chunk)[-TAIL_BYTES:]
+                yield chunk
+        except requests.RequestException as exc:
+            raise CouchUnavailable(
+                f"CouchDB database '{self.db}': {type(exc).__name__} while reading _changes"
+            ) from None
+
     def rows(self) -> Iterator[dict[str, Any]]:
         parsed = ijson.sendable_list()
         parser = ijson.items_coro(parsed, "results.item", use_float=True)
         try:
-            for chunk in self.response.iter_content(CHUNK_BYTES):
+            for chunk in self._chunks():
                 parser.send(chunk)
-                self._tail = (self._tail + chunk)[-TAIL_BYTES:]
                 yield from parsed
                 del parsed[:]
             parser.close()
@@ -68,11 +78,13 @@ class ChangesFeed:
             raise CouchUnavailable(
                 f"CouchDB database '{self.db}': truncated or invalid _changes body"
             ) from exc
-        except requests.RequestException as exc:
-            raise CouchUnavailable(
-                f"CouchDB database '{self.db}': {type(exc).__name__} while reading _changes"
-            ) from None
         yield from parsed
+        self._read_trailer()
+
+    def skip_rows(self) -> None:
+        """Read the body without parsing rows (to measure what CouchDB alone can serve)."""
+        for _ in self._chunks():
+            pass
         self._read_trailer()
 
     def _read_trailer(self) -> None:

@@ -65,7 +65,7 @@ def replication_asset(db: str, all_dbs: tuple[str, ...], batch_size: int) -> dg.
 
         def on_batch(progress: SyncProgress) -> None:
             nonlocal last_log
-            if time.monotonic() - last_log >= PROGRESS_LOG_SECONDS or progress.pending == 0:
+            if time.monotonic() - last_log >= PROGRESS_LOG_SECONDS:
                 context.log.info(describe(progress))
                 last_log = time.monotonic()
 
@@ -86,6 +86,7 @@ def replication_asset(db: str, all_dbs: tuple[str, ...], batch_size: int) -> dg.
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": result.row_count,
+                "dagster/table_name": f"{RAW_SCHEMA}.{DOCS_TABLE}",
                 "live_docs": result.live_count,
                 "tombstones": result.row_count - result.live_count,
                 "changes_this_run": progress.changes,

@@ -25,7 +25,9 @@ def print_progress(progress: SyncProgress) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--db", action="append", help="database to replicate (default: COUCHDB_DBS)")
     parser.add_argument("--batch-size", type=int, default=settings.couchdb_batch_size)
     args = parser.parse_args(argv)

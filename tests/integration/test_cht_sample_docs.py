@@ -64,7 +64,9 @@ def test_real_cht_documents_replicate_exactly(pg_url: str, couch_server, shared_
     with psycopg.connect(pg_url) as conn:
         # couch2pg's relations: medic + sentinel docs in `couchdb`, users-meta in its own.
         in_couchdb = conn.execute("SELECT count(*) FROM couchdb WHERE doc->>'type' = 'info'").fetchone()[0]
-        telemetry = conn.execute("SELECT count(*) FROM couchdb_users_meta WHERE doc->>'type' = 'telemetry'").fetchone()[0]
+        telemetry = conn.execute(
+            "SELECT count(*) FROM couchdb_users_meta WHERE doc->>'type' = 'telemetry'"
+        ).fetchone()[0]
         progress = conn.execute("SELECT count(*) FROM couchdb_progress").fetchone()[0]
     info_docs = [d for name in ("medic", "medic-sentinel", "couch2pg-fixture") for d in databases[name]]
     assert in_couchdb == sum(1 for d in info_docs if d.get("type") == "info")

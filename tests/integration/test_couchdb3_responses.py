@@ -24,10 +24,17 @@ def page(since_n: int, ids: list[str], total: int, *, deleted: set[str] = frozen
     for offset, doc_id in enumerate(ids, start=1):
         n = since_n + offset
         rev = f"{1 + (doc_id in deleted)}-{hashlib.md5(doc_id.encode()).hexdigest()}"
-        doc = {"_id": doc_id, "_rev": rev, "_deleted": True} if doc_id in deleted else {
-            "_id": doc_id, "_rev": rev, "type": "person", "name": f"Person {doc_id}"
+        doc = (
+            {"_id": doc_id, "_rev": rev, "_deleted": True}
+            if doc_id in deleted
+            else {"_id": doc_id, "_rev": rev, "type": "person", "name": f"Person {doc_id}"}
+        )
+        row = {
+            "seq": opaque_seq(n) if offset == len(ids) else None,
+            "id": doc_id,
+            "changes": [{"rev": rev}],
+            "doc": doc,
         }
-        row = {"seq": opaque_seq(n) if offset == len(ids) else None, "id": doc_id, "changes": [{"rev": rev}], "doc": doc}
         if doc_id in deleted:
             row["deleted"] = True
         results.append(row)
@@ -60,12 +67,21 @@ def test_opaque_seqs_are_stored_verbatim_and_sent_back(pg_url: str) -> None:
 
 def test_recorded_cht_changes_page(pg_url: str, shared_dir) -> None:
     """The CouchDB 3 `_changes` page recorded in shared/cht-sample-docs (include_docs, seq_interval)."""
-    recorded = json.loads((shared_dir / "cht-sample-docs/changes-feed/01-normal-include_docs-seq_interval.json").read_text())
+    recorded = json.loads(
+        (shared_dir / "cht-sample-docs/changes-feed/01-normal-include_docs-seq_interval.json").read_text()
+    )
     recorded.pop("_request")
-    pages = {"0": recorded, recorded["last_seq"]: {"results": [], "last_seq": recorded["last_seq"], "pending": 0}}
+    pages = {
+        "0": recorded,
+        recorded["last_seq"]: {"results": [], "last_seq": recorded["last_seq"], "pending": 0},
+    }
     with serve(RecordedCouch3("medic", pages)) as url:
         result = replicate_database(
-            pg_url, CouchClient(url, "medic"), source="medic", all_sources=["medic"], batch_size=len(recorded["results"])
+            pg_url,
+            CouchClient(url, "medic"),
+            source="medic",
+            all_sources=["medic"],
+            batch_size=len(recorded["results"]),
         )
     assert result.progress.changes == len(recorded["results"])
     assert checkpoint(pg_url, "medic")[0] == recorded["last_seq"]

@@ -66,7 +66,9 @@ def test_initial_and_incremental_sync_equal_couchdb(pg_url: str, couch_db: Couch
     webapp_deleted = [
         {**make_docs(1, i)[0], "_rev": current[f"doc-{i:06d}"], "_deleted": True} for i in range(50, 60)
     ]
-    stub_deleted = [{"_id": f"doc-{i:06d}", "_rev": current[f"doc-{i:06d}"], "_deleted": True} for i in range(60, 70)]
+    stub_deleted = [
+        {"_id": f"doc-{i:06d}", "_rev": current[f"doc-{i:06d}"], "_deleted": True} for i in range(60, 70)
+    ]
     couch_db.bulk_docs(edited + webapp_deleted + stub_deleted + make_docs(120, start=750))
     couch_db.bulk_docs([{"_id": "doc-000100", "_rev": "2-" + "a" * 32, "branch": "losing"}], new_edits=False)
 
@@ -80,7 +82,8 @@ def test_initial_and_incremental_sync_equal_couchdb(pg_url: str, couch_db: Couch
     assert len(state["doc-000100"].conflicts) == 1
     with psycopg.connect(pg_url) as conn:
         body = conn.execute(
-            "SELECT doc->>'form' FROM raw.couchdb_docs WHERE _id = 'doc-000055' AND source = %s", (couch_db.db,)
+            "SELECT doc->>'form' FROM raw.couchdb_docs WHERE _id = 'doc-000055' AND source = %s",
+            (couch_db.db,),
         ).fetchone()
     assert body == ("pregnancy",), "a webapp delete keeps its body in the tombstone"
 
@@ -123,7 +126,10 @@ def test_awkward_content_survives(pg_url: str, couch_db: CouchClient) -> None:
     # json cannot send a lone surrogate as UTF-8, so post that doc with an escaped body.
     couch_db.bulk_docs([d for d in docs if d["_id"] != "surrogate"])
     couch_db._request(
-        "PUT", "/surrogate", data=b'{"text": "lone \\ud800 surrogate"}', headers={"Content-Type": "application/json"}
+        "PUT",
+        "/surrogate",
+        data=b'{"text": "lone \\ud800 surrogate"}',
+        headers={"Content-Type": "application/json"},
     )
     result = sync(pg_url, couch_db)
     assert result.progress.changes == 5 and result.progress.cleaned == 1
@@ -195,4 +201,7 @@ def test_kill_9_mid_sync_then_rerun_equals_couchdb(pg_url: str, couch_server, co
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert assert_replica_equals(couch_db, pg_url, couch_db.db) == 20_000
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT count(*), count(DISTINCT _id) FROM raw.couchdb_docs").fetchone() == (20_000, 20_000)
+        assert conn.execute("SELECT count(*), count(DISTINCT _id) FROM raw.couchdb_docs").fetchone() == (
+            20_000,
+            20_000,
+        )

@@ -23,7 +23,9 @@ def couch_state(client: CouchClient) -> dict[str, Stored]:
     """Live docs from _all_docs (winning revision + conflicts); tombstones from _changes, each
     with the body of its deleted revision (a webapp delete keeps the whole doc)."""
     state: dict[str, Stored] = {}
-    rows = client._request("GET", "/_all_docs", params={"include_docs": "true", "conflicts": "true"}).json()["rows"]
+    rows = client._request("GET", "/_all_docs", params={"include_docs": "true", "conflicts": "true"}).json()[
+        "rows"
+    ]
     for row in rows:
         doc = row["doc"]
         conflicts = tuple(sorted(doc.pop("_conflicts", ())))
@@ -56,13 +58,17 @@ def assert_replica_equals(client: CouchClient, pg_url: str, source: str) -> int:
     assert not missing, f"{len(missing)} docs missing from the replica, e.g. {missing[:3]}"
     assert not extra, f"{len(extra)} docs in the replica but not in CouchDB, e.g. {extra[:3]}"
     differing = [doc_id for doc_id in expected if expected[doc_id] != actual[doc_id]]
-    assert not differing, f"{len(differing)} docs differ, e.g. {differing[0]}: {expected[differing[0]]} != {actual[differing[0]]}"
+    assert not differing, (
+        f"{len(differing)} docs differ, e.g. {differing[0]}: {expected[differing[0]]} != {actual[differing[0]]}"
+    )
     return len(expected)
 
 
 def checkpoint(pg_url: str, source: str) -> tuple[str, int | None] | None:
     with psycopg.connect(pg_url) as conn:
         try:
-            return conn.execute("SELECT seq, pending FROM raw.couchdb_progress WHERE source = %s", (source,)).fetchone()
+            return conn.execute(
+                "SELECT seq, pending FROM raw.couchdb_progress WHERE source = %s", (source,)
+            ).fetchone()
         except psycopg.errors.UndefinedTable:
             return None

@@ -92,7 +92,11 @@ class FaultProxy:
             handler.command,
             self.upstream + handler.path,
             data=body,
-            headers={k: v for k, v in handler.headers.items() if k.lower() in ("content-type", "accept", "authorization")},
+            headers={
+                k: v
+                for k, v in handler.headers.items()
+                if k.lower() in ("content-type", "accept", "authorization")
+            },
             timeout=60,
         )
         data = upstream.content
@@ -132,7 +136,9 @@ class RecordedCouch3:
             self.requests.append(query)
             since = query.get("since", ["0"])[0]
             if since not in self.pages:
-                send_json(handler, 400, {"error": "bad_request", "reason": f"Malformed sequence supplied: {since}"})
+                send_json(
+                    handler, 400, {"error": "bad_request", "reason": f"Malformed sequence supplied: {since}"}
+                )
                 return
             send_json(handler, 200, self.pages[since])
         elif url.path == f"/{self.db}":
