@@ -33,6 +33,16 @@ class DocRow:
     conflicts: list[str] | None
     doc_json: str
     cleaned: bool
+    xform_attachment: str | None = None
+
+
+def xform_attachment(doc: dict[str, Any]) -> str | None:
+    """The XForm attachment of a live form doc: `xml`, or another `*.xml` (not API's model.xml)."""
+    if doc.get("type") != "form" or doc.get("_deleted"):
+        return None
+    names = [name for name in (doc.get("_attachments") or {}) if name.endswith(".xml") or name == "xml"]
+    names = [name for name in names if name != "model.xml"]
+    return "xml" if "xml" in names else (names[0] if names else None)
 
 
 def scrub(value: Any) -> Any:
@@ -76,4 +86,5 @@ def doc_row(change: dict[str, Any]) -> DocRow:
         conflicts=conflicts,
         doc_json=text,
         cleaned=cleaned,
+        xform_attachment=xform_attachment(doc),
     )

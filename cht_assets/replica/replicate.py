@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import psycopg
 
 from cht_assets.couch.client import CouchClient, with_retries
+from cht_assets.couch.errors import CouchError
 from cht_assets.replica.docs import doc_row
-from cht_assets.replica.schema import ensure_raw_schema
+from cht_assets.replica.schema import WRITE_LOCK_KEY, ensure_raw_schema
 
 STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS couchdb_batch (
@@ -36,10 +37,15 @@ SELECT DISTINCT ON (_id) %(source)s, _id, _rev, _deleted, _conflicts, doc
 FROM couchdb_batch ORDER BY _id, ord DESC
 ON CONFLICT (source, _id) DO UPDATE
 SET _rev = excluded._rev, _deleted = excluded._deleted, _conflicts = excluded._conflicts,
-    doc = excluded.doc, saved_timestamp = clock_timestamp()
+    doc = excluded.doc, saved_timestamp = clock_timestamp(), change_seq = nextval('raw.couchdb_change_seq')
 WHERE d._rev IS DISTINCT FROM excluded._rev
    OR d._conflicts IS DISTINCT FROM excluded._conflicts
 """
+SAVE_FORM_XML = """
+INSERT INTO raw.couchdb_form_xml (source, _id, _rev, attachment, xml) VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (source, _id) DO UPDATE SET _rev = excluded._rev, attachment = excluded.attachment, xml = excluded.xml
+"""
+DELETE_FORM_XML = "DELETE FROM raw.couchdb_form_xml WHERE source = %s AND _id = ANY(%s)"
 SAVE_CHECKPOINT = """
 INSERT INTO raw.couchdb_progress (source, seq, pending, updated_at)
 VALUES (%(source)s, %(seq)s, %(pending)s, now())
@@ -115,7 +121,10 @@ def replicate_batch(
 ) -> BatchResult:
     """Copy one `_changes` page into the raw table and move the checkpoint, atomically."""
     changes = deleted = cleaned = 0
+    forms: list[tuple[str, str, str]] = []
+    retired_forms: list[str] = []
     with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK_KEY,))
         cur.execute(STAGING_DDL)
         with client.changes(since, limit) as feed:
             with cur.copy(COPY_STAGING) as copy:
@@ -125,14 +134,40 @@ def replicate_batch(
                     changes += 1
                     deleted += row.deleted
                     cleaned += row.cleaned
+                    if row.xform_attachment:
+                        forms.append((row.doc_id, row.rev, row.xform_attachment))
+                    elif row.deleted:
+                        retired_forms.append(row.doc_id)
             last_seq, pending = feed.last_seq or since, feed.pending
         cur.execute(MERGE_STAGING, {"source": source})
         written = cur.rowcount
+        save_form_xml(cur, client, source, forms, retired_forms)
         if pending is None and changes < limit:
             pending = 0  # PouchDB does not report pending; a short page means we caught up.
         if last_seq != since or written:
             cur.execute(SAVE_CHECKPOINT, {"source": source, "seq": last_seq, "pending": pending})
     return BatchResult(changes, written, deleted, cleaned, last_seq, pending)
+
+
+def save_form_xml(
+    cur: psycopg.Cursor,
+    client: CouchClient,
+    source: str,
+    forms: list[tuple[str, str, str]],
+    retired: list[str],
+) -> None:
+    """Keep each form's XForm next to its doc; the formviews are generated from it."""
+    for doc_id, rev, attachment in forms:
+        try:
+            content = client.get_attachment(doc_id, attachment)
+        except CouchError as exc:
+            if exc.status != 404:  # 404: the form changed again since; its next change brings it
+                raise
+            continue
+        xml = content.decode("utf-8", errors="replace").replace("\x00", "")
+        cur.execute(SAVE_FORM_XML, (source, doc_id, rev, attachment, xml))
+    if retired:
+        cur.execute(DELETE_FORM_XML, (source, retired))
 
 
 def count_rows(conn: psycopg.Connection, source: str) -> tuple[int, int]:

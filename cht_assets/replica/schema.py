@@ -18,6 +18,7 @@ PROGRESS_TABLE = "couchdb_progress"
 
 RAW_DDL = """
 CREATE SCHEMA IF NOT EXISTS raw;
+CREATE SEQUENCE IF NOT EXISTS raw.couchdb_change_seq;
 CREATE TABLE IF NOT EXISTS raw.couchdb_docs (
     source          text        NOT NULL,
     _id             text        NOT NULL,
@@ -26,9 +27,15 @@ CREATE TABLE IF NOT EXISTS raw.couchdb_docs (
     _conflicts      text[],
     saved_timestamp timestamptz NOT NULL DEFAULT clock_timestamp(),
     doc             jsonb       NOT NULL,
+    change_seq      bigint      NOT NULL DEFAULT nextval('raw.couchdb_change_seq'),
     PRIMARY KEY (source, _id)
 );
 CREATE INDEX IF NOT EXISTS couchdb_docs_saved_timestamp ON raw.couchdb_docs (saved_timestamp);
+CREATE INDEX IF NOT EXISTS couchdb_docs_change_seq ON raw.couchdb_docs (change_seq);
+CREATE INDEX IF NOT EXISTS couchdb_docs_id ON raw.couchdb_docs (_id);
+CREATE INDEX IF NOT EXISTS couchdb_docs_type ON raw.couchdb_docs ((doc->>'type'));
+COMMENT ON COLUMN raw.couchdb_docs.change_seq IS
+    'Increases on every write of the row; views refresh what changed after their last seq.';
 COMMENT ON TABLE raw.couchdb_docs IS
     'Replica of the CouchDB databases: winning revision per doc, tombstones kept (_deleted).';
 CREATE TABLE IF NOT EXISTS raw.couchdb_progress (
@@ -39,6 +46,16 @@ CREATE TABLE IF NOT EXISTS raw.couchdb_progress (
 );
 COMMENT ON TABLE raw.couchdb_progress IS
     'Checkpoint per CouchDB database: the opaque _changes seq, stored verbatim.';
+CREATE TABLE IF NOT EXISTS raw.couchdb_form_xml (
+    source     text NOT NULL,
+    _id        text NOT NULL,
+    _rev       text NOT NULL,
+    attachment text NOT NULL,
+    xml        text NOT NULL,
+    PRIMARY KEY (source, _id)
+);
+COMMENT ON TABLE raw.couchdb_form_xml IS
+    'The XForm attachment of each live form doc (attachments arrive as stubs in _changes).';
 """
 
 # cht-couch2pg put medic and medic-sentinel docs into `couchdb`, and the other databases into
@@ -51,6 +68,9 @@ COMPAT_TABLES = {
 
 # Serialises DDL from replication assets that start at the same time.
 DDL_LOCK_KEY = 7_146_001
+# Every replication batch holds this lock shared until it commits; a view refresh takes it
+# exclusively for an instant to read a change_seq below which every write has committed.
+WRITE_LOCK_KEY = 7_146_002
 
 
 def compat_relation(source: str) -> str:
@@ -78,6 +98,13 @@ def compat_views_sql(sources: Sequence[str]) -> sql.Composed:
         )
     )
     return sql.SQL(";\n").join(statements)
+
+
+def committed_change_seq(conn: psycopg.Connection) -> int:
+    """The highest change_seq such that no write with a lower one is still in flight."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+        return conn.execute("SELECT coalesce(max(change_seq), 0) FROM raw.couchdb_docs").fetchone()[0]
 
 
 def ensure_raw_schema(conn: psycopg.Connection, sources: Sequence[str]) -> None:

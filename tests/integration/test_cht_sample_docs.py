@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,13 @@ def test_real_cht_documents_replicate_exactly(pg_url: str, couch_server, shared_
             "SELECT count(*) FROM couchdb_users_meta WHERE doc->>'type' = 'telemetry'"
         ).fetchone()[0]
         progress = conn.execute("SELECT count(*) FROM couchdb_progress").fetchone()[0]
+        form_xml = dict(
+            conn.execute("SELECT _id, xml FROM raw.couchdb_form_xml WHERE source = 'sample-medic'").fetchall()
+        )
+    forms = {d["_id"]: d for d in databases["medic"] if d.get("type") == "form"}
+    assert set(form_xml) == set(forms)
+    for form_id, doc in forms.items():
+        assert form_xml[form_id] == base64.b64decode(doc["_attachments"]["xml"]["data"]).decode()
     info_docs = [d for name in ("medic", "medic-sentinel", "couch2pg-fixture") for d in databases[name]]
     assert in_couchdb == sum(1 for d in info_docs if d.get("type") == "info")
     assert telemetry == sum(1 for d in databases["medic-users-meta"] if d.get("type") == "telemetry")

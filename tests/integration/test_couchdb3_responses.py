@@ -7,6 +7,8 @@ import base64
 import hashlib
 import json
 
+import psycopg
+
 from cht_assets.couch.client import CouchClient
 from cht_assets.replica.replicate import replicate_database
 from tests.support.compare import checkpoint, raw_state
@@ -75,7 +77,8 @@ def test_recorded_cht_changes_page(pg_url: str, shared_dir) -> None:
         "0": recorded,
         recorded["last_seq"]: {"results": [], "last_seq": recorded["last_seq"], "pending": 0},
     }
-    with serve(RecordedCouch3("medic", pages)) as url:
+    xform = (shared_dir / "cht-sample-docs/xforms/default/app/pregnancy.xml").read_bytes()
+    with serve(RecordedCouch3("medic", pages, {"form:pregnancy/xml": xform})) as url:
         result = replicate_database(
             pg_url,
             CouchClient(url, "medic"),
@@ -85,6 +88,9 @@ def test_recorded_cht_changes_page(pg_url: str, shared_dir) -> None:
         )
     assert result.progress.changes == len(recorded["results"])
     assert checkpoint(pg_url, "medic")[0] == recorded["last_seq"]
+    with psycopg.connect(pg_url) as conn:
+        stored = conn.execute("SELECT _id, attachment, xml FROM raw.couchdb_form_xml").fetchall()
+    assert stored == [("form:pregnancy", "xml", xform.decode())]
     state = raw_state(pg_url, "medic")
     for row in recorded["results"]:
         assert state[row["id"]].rev == row["changes"][0]["rev"]

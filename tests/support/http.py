@@ -124,9 +124,10 @@ class RecordedCouch3:
     """Answers `GET /{db}/_changes?since=S` with the page recorded for S, like CouchDB 3 would:
     opaque string seqs, `pending`, and `seq: null` on rows between seq_interval marks."""
 
-    def __init__(self, db: str, pages: dict[str, dict]) -> None:
+    def __init__(self, db: str, pages: dict[str, dict], attachments: dict[str, bytes] | None = None) -> None:
         self.db = db
         self.pages = pages
+        self.attachments = attachments or {}
         self.requests: list[dict[str, list[str]]] = []
 
     def __call__(self, handler: BaseHTTPRequestHandler) -> None:
@@ -141,6 +142,13 @@ class RecordedCouch3:
                 )
                 return
             send_json(handler, 200, self.pages[since])
+        elif url.path.removeprefix(f"/{self.db}/") in self.attachments:
+            data = self.attachments[url.path.removeprefix(f"/{self.db}/")]
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/xml")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
         elif url.path == f"/{self.db}":
             send_json(handler, 200, {"db_name": self.db, "update_seq": list(self.pages)[-1]})
         else:
