@@ -1,0 +1,189 @@
+"""Refresh one view-layer object: a view, a function, or an incremental table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import errors
+
+from cht_assets.replica.schema import committed_change_seq
+from cht_assets.sqlnames import quote_ident, safe_identifier
+from cht_assets.warehouse.state import read_state, save_state
+
+# Above this share of the table, deleting and re-inserting everything beats keyed maintenance.
+FULL_REFRESH_SHARE = 0.3
+
+
+@dataclass(frozen=True)
+class Buildable:
+    """One SQL object as the warehouse builds it. `sql` is a SELECT (view, incremental) or a
+    CREATE FUNCTION statement. An incremental table's `doc_key` column holds the `_id` of the raw
+    doc each row comes from: rows are deleted and rebuilt by that id when the doc changes."""
+
+    name: str
+    layer: str
+    kind: str
+    sql: str
+    code_version: str
+    unique_key: tuple[str, ...] = ("uuid",)
+    doc_key: str = "uuid"
+    indexes: tuple[tuple[str, ...], ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    name: str
+    mode: str  # created | rebuilt | incremental | unchanged | replaced
+    changed_docs: int
+    row_count: int | None
+    seconds: float
+
+
+def relation_kind(conn: psycopg.Connection, name: str) -> str | None:
+    """'r' table, 'v' view, 'm' materialized view, or None, for `public.<name>`."""
+    row = conn.execute(
+        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relname = %s",
+        (name,),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def drop_relation(conn: psycopg.Connection, name: str) -> None:
+    kind = relation_kind(conn, name)
+    keyword = {"r": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}.get(kind or "")
+    if keyword:
+        conn.execute(f"DROP {keyword} {quote_ident(name)} CASCADE")
+
+
+def shape(conn: psycopg.Connection, select_sql: str) -> list[tuple[str, int]]:
+    """Column names and type oids of a query, without running it."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM ({select_sql}) AS m LIMIT 0")
+        return [(column.name, column.type_code) for column in cur.description]
+
+
+def lock(conn: psycopg.Connection, name: str) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('cht_assets.refresh'), hashtext(%s))", (name,))
+
+
+def count_rows(conn: psycopg.Connection, name: str) -> int:
+    return conn.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchone()[0]
+
+
+def create_view(conn: psycopg.Connection, obj: Buildable) -> None:
+    conn.execute(f"CREATE OR REPLACE VIEW {quote_ident(obj.name)} AS\n{obj.sql}")
+
+
+def recreate_views(conn: psycopg.Connection, dependents: Sequence[Buildable]) -> None:
+    """Views that a CASCADE drop took with it; recreated in the same transaction."""
+    for dependent in dependents:
+        if dependent.kind == "view":
+            create_view(conn, dependent)
+
+
+def refresh_view(conn: psycopg.Connection, obj: Buildable, dependents: Sequence[Buildable]) -> str:
+    with conn.transaction():
+        lock(conn, obj.name)
+        if relation_kind(conn, obj.name) not in (None, "v"):
+            drop_relation(conn, obj.name)
+        try:
+            with conn.transaction():
+                create_view(conn, obj)
+            return "replaced"
+        except (errors.InvalidTableDefinition, errors.DatatypeMismatch, errors.FeatureNotSupported):
+            # Columns removed, renamed or retyped: CREATE OR REPLACE cannot; drop and rebuild
+            # with everything that depends on it, all in this one transaction.
+            drop_relation(conn, obj.name)
+            create_view(conn, obj)
+            recreate_views(conn, dependents)
+            return "created"
+
+
+def create_table(conn: psycopg.Connection, obj: Buildable, dependents: Sequence[Buildable]) -> None:
+    drop_relation(conn, obj.name)
+    table = quote_ident(obj.name)
+    conn.execute(f"CREATE TABLE {table} AS\n{obj.sql}")
+    unique = safe_identifier(f"{obj.name}_{'_'.join(obj.unique_key)}_key")
+    conn.execute(
+        f"CREATE UNIQUE INDEX {quote_ident(unique)} ON {table} ({', '.join(map(quote_ident, obj.unique_key))})"
+    )
+    for columns in obj.indexes:
+        index = safe_identifier(f"{obj.name}_{'_'.join(columns)}_idx")
+        conn.execute(f"CREATE INDEX {quote_ident(index)} ON {table} ({', '.join(map(quote_ident, columns))})")
+    recreate_views(conn, dependents)
+
+
+def rebuild_table(conn: psycopg.Connection, obj: Buildable, dependents: Sequence[Buildable]) -> str:
+    """Everything again: in place when the columns are unchanged (readers keep the old rows
+    until commit), else a new table that replaces the old one in the same transaction."""
+    if relation_kind(conn, obj.name) == "r" and shape(conn, obj.sql) == shape(
+        conn, f"TABLE {quote_ident(obj.name)}"
+    ):
+        table = quote_ident(obj.name)
+        conn.execute(f"DELETE FROM {table}")
+        conn.execute(f"INSERT INTO {table} SELECT * FROM ({obj.sql}) AS m")
+        return "rebuilt"
+    create_table(conn, obj, dependents)
+    return "created"
+
+
+def changed_doc_ids(conn: psycopg.Connection, after: int, upto: int) -> list[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT _id FROM raw.couchdb_docs WHERE change_seq > %s AND change_seq <= %s", (after, upto)
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def refresh_incremental(
+    conn: psycopg.Connection, obj: Buildable, dependents: Sequence[Buildable]
+) -> tuple[str, int]:
+    upto = committed_change_seq(conn)
+    with conn.transaction():
+        lock(conn, obj.name)
+        state = read_state(conn, obj.name)
+        current = relation_kind(conn, obj.name) == "r" and state and state.code_version == obj.code_version
+        if not current:
+            mode, changed = rebuild_table(conn, obj, dependents), -1
+        else:
+            ids = changed_doc_ids(conn, state.change_seq, upto)
+            changed = len(ids)
+            if not ids:
+                mode = "unchanged"
+            elif changed > FULL_REFRESH_SHARE * max(count_rows(conn, obj.name), 1):
+                mode = rebuild_table(conn, obj, dependents)
+            else:
+                table, key = quote_ident(obj.name), quote_ident(obj.doc_key)
+                conn.execute(f"DELETE FROM {table} WHERE {key} = ANY(%s)", (ids,))
+                conn.execute(
+                    f"INSERT INTO {table} SELECT * FROM ({obj.sql}) AS m WHERE m.{key} = ANY(%s)", (ids,)
+                )
+                mode = "incremental"
+        save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, upto, None)
+    return mode, changed
+
+
+def refresh(conn: psycopg.Connection, obj: Buildable, dependents: Sequence[Buildable] = ()) -> RefreshResult:
+    """Bring `obj` up to date; `dependents` are the objects downstream of it, in build order."""
+    started = time.monotonic()
+    changed = 0
+    if obj.kind == "function":
+        with conn.transaction():
+            lock(conn, obj.name)
+            conn.execute(obj.sql)
+        mode, rows = "replaced", None
+    elif obj.kind == "view":
+        mode = refresh_view(conn, obj, dependents)
+        rows = count_rows(conn, obj.name)
+    elif obj.kind == "incremental":
+        mode, changed = refresh_incremental(conn, obj, dependents)
+        rows = count_rows(conn, obj.name)
+    else:
+        raise ValueError(f"{obj.name}: unknown kind {obj.kind!r} (view, incremental or function)")
+    if obj.kind != "incremental":
+        with conn.transaction():
+            save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, 0, rows)
+    return RefreshResult(obj.name, mode, changed, rows, time.monotonic() - started)

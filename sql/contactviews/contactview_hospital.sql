@@ -1,0 +1,5 @@
+-- materialized: view
+-- description: District hospitals (cht-couch2pg's contactview_hospital).
+SELECT uuid, name
+FROM contactview_metadata
+WHERE type = 'district_hospital'

@@ -1,0 +1,14 @@
+-- materialized: incremental
+-- unique_key: uuid
+-- indexes: chw; reported; formname
+-- description: Every report with a form: submitter, submitter's place and time (cht-couch2pg's form_metadata).
+SELECT
+  d._id AS uuid,
+  d.doc #>> '{contact,_id}' AS chw,
+  d.doc #>> '{contact,parent,_id}' AS chw_area,
+  d.doc ->> 'form' AS formname,
+  cht_epoch_ms_to_timestamptz(d.doc ->> 'reported_date')::timestamp AS reported
+FROM raw.couchdb_docs AS d
+WHERE d.doc ->> 'type' = 'data_record'
+  AND d.doc ->> 'form' IS NOT NULL
+  AND NOT d._deleted

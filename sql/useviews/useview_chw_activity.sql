@@ -1,0 +1,22 @@
+-- materialized: view
+-- description: Reports per CHW (submitter) per week per form, with the CHW's place hierarchy.
+WITH weekly AS (
+  SELECT chw, date_trunc('week', reported)::date AS week, formname, count(*)::integer AS reports
+  FROM form_metadata
+  GROUP BY chw, date_trunc('week', reported)::date, formname
+)
+SELECT
+  weekly.chw AS chw_uuid,
+  h.name AS chw_name,
+  weekly.week,
+  weekly.formname AS form,
+  weekly.reports,
+  h.area_uuids,
+  h.district_hospital_uuid,
+  h.district_hospital_name,
+  h.health_center_uuid,
+  h.health_center_name,
+  h.clinic_uuid,
+  h.clinic_name
+FROM weekly
+LEFT JOIN contactview_hierarchy AS h ON h.uuid = weekly.chw

@@ -1,0 +1,4 @@
+-- materialized: view
+-- description: When each view-layer object was last refreshed.
+SELECT object, layer, refreshed_at
+FROM cht_meta.refresh_state
