@@ -4,5 +4,12 @@ import dagster as dg
 
 from cht_assets.defs.raw import build_raw_assets
 from cht_assets.defs.resources import resources
+from cht_assets.defs.views import build_view_assets
 
-defs = dg.Definitions(assets=build_raw_assets(), resources=resources())
+defs = dg.Definitions(
+    assets=[*build_raw_assets(), *build_view_assets()],
+    resources=resources(),
+    # Views refresh in a fraction of a second each: one process per step would cost more
+    # than the work.
+    executor=dg.in_process_executor,
+)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -31,6 +31,12 @@ class Buildable:
     unique_key: tuple[str, ...] = ("uuid",)
     doc_key: str = "uuid"
     indexes: tuple[tuple[str, ...], ...] = field(default_factory=tuple)
+
+
+# The objects downstream of one, in build order, each with a way to produce its SQL: only
+# needed when the object must be dropped and recreated (CASCADE takes the dependent views that
+# exist along), so only built then.
+Dependents = Sequence[tuple[str, Callable[[], Buildable]]]
 
 
 @dataclass(frozen=True)
@@ -78,14 +84,23 @@ def create_view(conn: psycopg.Connection, obj: Buildable) -> None:
     conn.execute(f"CREATE OR REPLACE VIEW {quote_ident(obj.name)} AS\n{obj.sql}")
 
 
-def recreate_views(conn: psycopg.Connection, dependents: Sequence[Buildable]) -> None:
-    """Views that a CASCADE drop took with it; recreated in the same transaction."""
-    for dependent in dependents:
-        if dependent.kind == "view":
-            create_view(conn, dependent)
+def existing_views(conn: psycopg.Connection, dependents: Dependents) -> Dependents:
+    return [(name, build) for name, build in dependents if relation_kind(conn, name) == "v"]
 
 
-def refresh_view(conn: psycopg.Connection, obj: Buildable, dependents: Sequence[Buildable]) -> str:
+def replace_cascading(
+    conn: psycopg.Connection, name: str, create: Callable[[], None], dependents: Dependents
+) -> None:
+    """Drop `name` with the views that depend on it, create it anew and recreate those views,
+    in the caller's transaction: readers wait for the commit, they never miss a relation."""
+    dropped = existing_views(conn, dependents)
+    drop_relation(conn, name)
+    create()
+    for _, build in dropped:
+        create_view(conn, build())
+
+
+def refresh_view(conn: psycopg.Connection, obj: Buildable, dependents: Dependents) -> str:
     with conn.transaction():
         lock(conn, obj.name)
         if relation_kind(conn, obj.name) not in (None, "v"):
@@ -95,16 +110,12 @@ def refresh_view(conn: psycopg.Connection, obj: Buildable, dependents: Sequence[
                 create_view(conn, obj)
             return "replaced"
         except (errors.InvalidTableDefinition, errors.DatatypeMismatch, errors.FeatureNotSupported):
-            # Columns removed, renamed or retyped: CREATE OR REPLACE cannot; drop and rebuild
-            # with everything that depends on it, all in this one transaction.
-            drop_relation(conn, obj.name)
-            create_view(conn, obj)
-            recreate_views(conn, dependents)
+            # Columns removed, renamed or retyped: CREATE OR REPLACE cannot.
+            replace_cascading(conn, obj.name, lambda: create_view(conn, obj), dependents)
             return "created"
 
 
-def create_table(conn: psycopg.Connection, obj: Buildable, dependents: Sequence[Buildable]) -> None:
-    drop_relation(conn, obj.name)
+def create_table(conn: psycopg.Connection, obj: Buildable) -> None:
     table = quote_ident(obj.name)
     conn.execute(f"CREATE TABLE {table} AS\n{obj.sql}")
     unique = safe_identifier(f"{obj.name}_{'_'.join(obj.unique_key)}_key")
@@ -114,10 +125,9 @@ def create_table(conn: psycopg.Connection, obj: Buildable, dependents: Sequence[
     for columns in obj.indexes:
         index = safe_identifier(f"{obj.name}_{'_'.join(columns)}_idx")
         conn.execute(f"CREATE INDEX {quote_ident(index)} ON {table} ({', '.join(map(quote_ident, columns))})")
-    recreate_views(conn, dependents)
 
 
-def rebuild_table(conn: psycopg.Connection, obj: Buildable, dependents: Sequence[Buildable]) -> str:
+def rebuild_table(conn: psycopg.Connection, obj: Buildable, dependents: Dependents) -> str:
     """Everything again: in place when the columns are unchanged (readers keep the old rows
     until commit), else a new table that replaces the old one in the same transaction."""
     if relation_kind(conn, obj.name) == "r" and shape(conn, obj.sql) == shape(
@@ -127,7 +137,7 @@ def rebuild_table(conn: psycopg.Connection, obj: Buildable, dependents: Sequence
         conn.execute(f"DELETE FROM {table}")
         conn.execute(f"INSERT INTO {table} SELECT * FROM ({obj.sql}) AS m")
         return "rebuilt"
-    create_table(conn, obj, dependents)
+    replace_cascading(conn, obj.name, lambda: create_table(conn, obj), dependents)
     return "created"
 
 
@@ -166,7 +176,7 @@ def refresh_incremental(
     return mode, changed
 
 
-def refresh(conn: psycopg.Connection, obj: Buildable, dependents: Sequence[Buildable] = ()) -> RefreshResult:
+def refresh(conn: psycopg.Connection, obj: Buildable, dependents: Dependents = ()) -> RefreshResult:
     """Bring `obj` up to date; `dependents` are the objects downstream of it, in build order."""
     started = time.monotonic()
     changed = 0

@@ -1,0 +1,137 @@
+"""`make demo`: local services, a generated CHT deployment, every asset materialized, and the
+Dagster UI on http://127.0.0.1:3000. A second run reuses what exists. Ctrl-C stops everything
+this command started.
+
+    python -m cht_assets.servers.demo [--households N] [--port 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cht_assets.couch.client import CouchClient
+from cht_assets.couch.errors import CouchError
+from cht_assets.servers.couchdb import PROJECT_ROOT, start_pouchdb_server
+from cht_assets.servers.postgres import ensure_database, start_embedded_postgres
+from cht_assets.servers.process import port_open, stop_pid
+from cht_assets.settings import DEMO_COUCHDB_URL, DEMO_POSTGRES_URL, load_settings
+
+DEMO_DIR = PROJECT_ROOT / ".demo"
+DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def demo_port(url: str) -> int:
+    return urlsplit(url).port or 0
+
+
+def start_services(stops: list[Callable[[], None]]) -> dict[str, str]:
+    """Start embedded PostgreSQL and pouchdb-server unless POSTGRES_URL / COUCHDB_URL are set."""
+    env: dict[str, str] = {}
+    if not os.environ.get("POSTGRES_URL"):
+        port = demo_port(DEMO_POSTGRES_URL)
+        if port_open("127.0.0.1", port):
+            raise SystemExit(
+                f"port {port} is taken: another demo running? set POSTGRES_URL to use your own server"
+            )
+        server = start_embedded_postgres(DEMO_DIR / "postgres", port)
+        stops.append(server.stop)
+        ensure_database(server.url(), urlsplit(DEMO_POSTGRES_URL).path.lstrip("/"))
+        say(f"PostgreSQL 18 (embedded) on 127.0.0.1:{port}, data in {DEMO_DIR / 'postgres'}")
+        env["POSTGRES_URL"] = DEMO_POSTGRES_URL
+    if not os.environ.get("COUCHDB_URL"):
+        port = demo_port(DEMO_COUCHDB_URL)
+        if port_open("127.0.0.1", port):
+            raise SystemExit(
+                f"port {port} is taken: another demo running? set COUCHDB_URL to use your own server"
+            )
+        couch = start_pouchdb_server(DEMO_DIR / "couchdb", port)
+        stops.append(couch.stop)
+        say(f"pouchdb-server on {couch.url}, data in {DEMO_DIR / 'couchdb'}")
+        env["COUCHDB_URL"] = DEMO_COUCHDB_URL
+    return env
+
+
+def needs_seed(couchdb_url: str, db: str) -> bool:
+    try:
+        return CouchClient(couchdb_url, db).db_info().get("doc_count", 0) == 0
+    except CouchError:
+        return True
+
+
+def seed(couchdb_url: str, households: int) -> None:
+    from cht_assets.demo.cli import main as load_demo_data
+
+    say(f"generating a CHT deployment with {households} households into CouchDB")
+    load_demo_data(["--couchdb-url", couchdb_url, "--households", str(households)])
+
+
+def dagster(args: list[str]) -> list[str]:
+    return [str(Path(sys.executable).parent / "dagster"), *args]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--households", type=int, default=int(os.environ.get("DEMO_HOUSEHOLDS", "60")))
+    parser.add_argument("--port", type=int, default=3000)
+    args = parser.parse_args(argv)
+    stops: list[Callable[[], None]] = []
+    try:
+        env = {**os.environ, **start_services(stops)}
+        os.environ.update(env)
+        settings = load_settings()
+        if needs_seed(settings.couchdb_url, settings.couchdb_dbs[0]):
+            seed(settings.couchdb_url, args.households)
+        home = DEMO_DIR / "dagster_home"
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "dagster.yaml").exists():
+            (home / "dagster.yaml").write_text(DAGSTER_YAML)
+        env["DAGSTER_HOME"] = str(home)
+        # Twice: formviews are generated from the forms the first run replicates.
+        for selection in ("group:raw", "*"):
+            say(f"materializing {selection}")
+            subprocess.run(
+                dagster(["asset", "materialize", "-m", "cht_assets.definitions", "--select", selection]),
+                env=env,
+                check=True,
+                cwd=PROJECT_ROOT,
+            )
+        say(f"Dagster UI on http://127.0.0.1:{args.port} (Ctrl-C stops the demo)")
+        ui = subprocess.Popen(
+            dagster(["dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)]),
+            env=env, cwd=PROJECT_ROOT, start_new_session=True,
+        )  # fmt: skip
+        stops.append(lambda: stop_dagster(ui))
+        ui.wait()
+    except KeyboardInterrupt:
+        say("stopping")
+    finally:
+        for stop in reversed(stops):
+            stop()
+    return 0
+
+
+def stop_dagster(process: subprocess.Popen) -> None:
+    """`dagster dev` shuts its webserver, daemon and code server down on SIGINT."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            stop_pid(process.pid, sig=signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Data-quality queries over the view-layer objects: each returns a count and a few examples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import psycopg
+
+from cht_assets.sqlnames import quote_ident
+
+EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Finding:
+    """`count` offending rows (0 = pass), with up to EXAMPLES of them."""
+
+    count: int
+    examples: list[str] = field(default_factory=list)
+    details: dict[str, int] = field(default_factory=dict)
+
+
+def columns_sql(columns: Sequence[str]) -> str:
+    return ", ".join(quote_ident(column) for column in columns)
+
+
+def key_text(columns: Sequence[str]) -> str:
+    return " || '/' || ".join(f"coalesce({quote_ident(column)}::text, 'NULL')" for column in columns)
+
+
+def duplicate_keys(conn: psycopg.Connection, relation: str, key: Sequence[str]) -> Finding:
+    rows = conn.execute(
+        f"SELECT {key_text(key)} FROM {quote_ident(relation)} GROUP BY {columns_sql(key)} HAVING count(*) > 1"
+    ).fetchall()
+    return Finding(len(rows), [row[0] for row in rows[:EXAMPLES]])
+
+
+def null_keys(conn: psycopg.Connection, relation: str, key: Sequence[str]) -> Finding:
+    condition = " OR ".join(f"{quote_ident(column)} IS NULL" for column in key)
+    count = conn.execute(f"SELECT count(*) FROM {quote_ident(relation)} WHERE {condition}").fetchone()[0]
+    return Finding(count)
+
+
+def parity(conn: psycopg.Connection, relation: str, model_sql: str, doc_key: str) -> Finding:
+    """Rows the object should hold (its SQL run afresh over the raw docs) against the rows it
+    holds: catches anything incremental maintenance missed, deletes included."""
+    key = quote_ident(doc_key)
+    table = quote_ident(relation)
+    expected = f"SELECT m.{key} FROM ({model_sql}) AS m"
+    actual = f"SELECT t.{key} FROM {table} AS t"
+    missing = conn.execute(
+        f"SELECT {key} FROM ({expected} EXCEPT ALL {actual}) AS x LIMIT {EXAMPLES}"
+    ).fetchall()
+    extra = conn.execute(
+        f"SELECT {key} FROM ({actual} EXCEPT ALL {expected}) AS x LIMIT {EXAMPLES}"
+    ).fetchall()
+    counts = conn.execute(
+        f"SELECT (SELECT count(*) FROM ({model_sql}) AS m), (SELECT count(*) FROM {table})"
+    ).fetchone()
+    examples = [f"missing {row[0]}" for row in missing] + [f"extra {row[0]}" for row in extra]
+    return Finding(
+        abs(counts[0] - counts[1]) or len(examples), examples, {"expected": counts[0], "actual": counts[1]}
+    )
+
+
+def dangling_references(
+    conn: psycopg.Connection, relation: str, column: str, target: str, target_column: str
+) -> Finding:
+    col, tcol = quote_ident(column), quote_ident(target_column)
+    sql = (
+        f"SELECT r.{col} FROM {quote_ident(relation)} AS r WHERE r.{col} IS NOT NULL "
+        f"AND NOT EXISTS (SELECT 1 FROM {quote_ident(target)} AS t WHERE t.{tcol} = r.{col})"
+    )
+    count = conn.execute(f"SELECT count(*) FROM ({sql}) AS x").fetchone()[0]
+    examples = [row[0] for row in conn.execute(f"{sql} LIMIT {EXAMPLES}").fetchall()] if count else []
+    return Finding(count, examples)
