@@ -1,11 +1,16 @@
-"""Turn one `_changes` row into the values stored for it, cleaning what jsonb cannot hold."""
+"""What jsonb cannot hold, and what we never store.
+
+Pages go to PostgreSQL as they come; only a page PostgreSQL refuses is parsed here and each of
+its rows cleaned: \\u0000 and lone UTF-16 surrogates (from phones: SMS text, pasted data) are
+replaced by U+FFFD, so the doc is kept."""
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 # CouchDB's _users docs carry password hashes; like couch2pg and cht-sync we never store them.
 USER_SECRET_FIELDS = (
@@ -17,23 +22,9 @@ USER_SECRET_FIELDS = (
     "iterations",
     "pbkdf2_prf",
 )
-# jsonb rejects \u0000 and UTF-16 surrogates that are not part of a pair; both come through
-# JSON from phones (SMS text, pasted data). They are replaced by U+FFFD so the doc is kept.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
-# json.dumps writes NUL as the escape \u0000 and lone surrogates as raw characters.
-MAYBE_UNSTORABLE = re.compile("\\\\u0000|[\ud800-\udfff]")
-
-
-@dataclass(frozen=True)
-class DocRow:
-    doc_id: str
-    rev: str
-    deleted: bool
-    conflicts: list[str] | None
-    doc_json: str
-    cleaned: bool
-    xform_attachment: str | None = None
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def xform_attachment(doc: dict[str, Any]) -> str | None:
@@ -56,35 +47,18 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def strip_user_secrets(doc: dict[str, Any]) -> None:
-    if doc.get("type") == "user" or str(doc.get("_id", "")).startswith("org.couchdb.user:"):
-        for name in USER_SECRET_FIELDS:
-            doc.pop(name, None)
+def dumps(doc: Any) -> str:
+    try:
+        return orjson.dumps(doc).decode()
+    except TypeError:  # lone surrogates (not UTF-8) or integers beyond 64 bits
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
-def to_json(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-
-
-def doc_row(change: dict[str, Any]) -> DocRow:
-    """The stored form of a change: the winning revision, its conflicts, and whether it is deleted."""
-    doc = change.get("doc")
-    if not isinstance(doc, dict):
-        # CouchDB may send no body for a deleted doc; store the stub it stands for.
-        doc = {"_id": change["id"], "_rev": change["changes"][0]["rev"], "_deleted": True}
-    conflicts = doc.pop("_conflicts", None)
-    strip_user_secrets(doc)
-    text = to_json(doc)
-    cleaned = False
-    if MAYBE_UNSTORABLE.search(text):
-        scrubbed = to_json(scrub(doc))
-        cleaned, text = scrubbed != text, scrubbed
-    return DocRow(
-        doc_id=UNSTORABLE.sub(REPLACEMENT, change["id"]),
-        rev=doc.get("_rev") or change["changes"][0]["rev"],
-        deleted=bool(change.get("deleted") or doc.get("_deleted")),
-        conflicts=conflicts,
-        doc_json=text,
-        cleaned=cleaned,
-        xform_attachment=xform_attachment(doc),
-    )
+def to_json(doc: dict[str, Any]) -> tuple[str, bool]:
+    """Compact JSON text that jsonb accepts, and whether characters had to be replaced."""
+    text = dumps(doc)
+    # Lone surrogates survive only in the stdlib's output; NUL is written as the escape.
+    if "\\u0000" not in text and (text.isascii() or not SURROGATE.search(text)):
+        return text, False
+    scrubbed = dumps(scrub(doc))
+    return scrubbed, scrubbed != text

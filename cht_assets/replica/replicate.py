@@ -1,46 +1,93 @@
 """Incremental CouchDB -> PostgreSQL replication of one database.
 
-Each batch is one `_changes` request, streamed row by row into a COPY, merged into
-`raw.couchdb_docs` and checkpointed in the same transaction: a crash at any point rolls the
-whole batch back, and the rerun starts from the last committed seq. Replayed changes are
+Each batch is one `_changes` page: streamed to PostgreSQL, split into docs and merged into
+`raw.couchdb_docs` there, and checkpointed in the same transaction: a crash at any point rolls
+the whole batch back, and the rerun starts from the last committed seq. Replayed changes are
 idempotent upserts, and a row whose revision did not change is not rewritten.
 """
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
-from cht_assets.couch.client import CouchClient, with_retries
-from cht_assets.couch.errors import CouchError
-from cht_assets.replica.docs import doc_row
+from cht_assets.couch.client import CouchClient
+from cht_assets.couch.errors import CouchError, CouchUnavailable
+from cht_assets.replica.docs import USER_SECRET_FIELDS, to_json, xform_attachment
+from cht_assets.replica.pages import ChangesPager, Page
 from cht_assets.replica.schema import WRITE_LOCK_KEY, ensure_raw_schema
 
 STAGING_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS couchdb_batch (
-    ord        integer NOT NULL,
-    _id        text    NOT NULL,
-    _rev       text    NOT NULL,
-    _deleted   boolean NOT NULL,
-    _conflicts text[],
-    doc        jsonb   NOT NULL
-) ON COMMIT DELETE ROWS
+CREATE TEMP TABLE IF NOT EXISTS couchdb_page (body text NOT NULL) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS couchdb_changes (ord bigint NOT NULL, change jsonb NOT NULL) ON COMMIT DELETE ROWS;
+-- A page lives for one transaction: compressing it would only burn CPU.
+ALTER TABLE couchdb_page ALTER body SET STORAGE EXTERNAL;
 """
-COPY_STAGING = "COPY couchdb_batch (ord, _id, _rev, _deleted, _conflicts, doc) FROM STDIN"
-# A sharded CouchDB may list a doc twice in one page; the last listing is the newest.
-MERGE_STAGING = """
-INSERT INTO raw.couchdb_docs AS d (source, _id, _rev, _deleted, _conflicts, doc)
-SELECT DISTINCT ON (_id) %(source)s, _id, _rev, _deleted, _conflicts, doc
-FROM couchdb_batch ORDER BY _id, ord DESC
-ON CONFLICT (source, _id) DO UPDATE
-SET _rev = excluded._rev, _deleted = excluded._deleted, _conflicts = excluded._conflicts,
-    doc = excluded.doc, saved_timestamp = clock_timestamp(), change_seq = nextval('raw.couchdb_change_seq')
-WHERE d._rev IS DISTINCT FROM excluded._rev
-   OR d._conflicts IS DISTINCT FROM excluded._conflicts
-"""
+COPY_PAGE = "COPY couchdb_page (body) FROM STDIN (FORMAT binary)"
+COPY_CHANGES = "COPY couchdb_changes (ord, change) FROM STDIN"
+# The change rows of a whole page, split by PostgreSQL's JSON parser: far cheaper than parsing
+# the page in Python and having PostgreSQL parse every doc again. (`json` only checks the page;
+# each row is parsed once, into jsonb; OFFSET 0 keeps the planner from inlining the cast into
+# every place that uses it.)
+PAGE_CHANGES = sql.SQL(
+    "(SELECT r.ord, r.value::jsonb AS change FROM couchdb_page AS p, "
+    "json_array_elements(p.body::json -> 'results') WITH ORDINALITY AS r (value, ord) OFFSET 0)"
+)
+ROW_CHANGES = sql.SQL("couchdb_changes")
+# One statement per page: each change row becomes the stored doc (the winning revision without
+# _conflicts, which get their own column; a stub for a deleted doc sent without a body; no
+# password hashes of _users docs), is merged into the raw table, and the page is summed up.
+# A sharded CouchDB may list a doc twice in one page; the last listing is the newest. A row whose
+# revision and conflicts did not change is not rewritten.
+STORE_CHANGES = sql.SQL("""
+WITH staged AS MATERIALIZED (
+    SELECT
+        c.ord, c.change ->> 'id' AS _id, c.rev AS _rev,
+        coalesce(c.change ->> 'deleted' = 'true' OR c.doc ->> '_deleted' = 'true', false) AS _deleted,
+        CASE WHEN jsonb_typeof(c.doc -> '_conflicts') = 'array'
+            THEN ARRAY(SELECT jsonb_array_elements_text(c.doc -> '_conflicts')) END AS _conflicts,
+        CASE
+            WHEN jsonb_typeof(c.doc) IS DISTINCT FROM 'object'
+                THEN jsonb_build_object('_id', c.change ->> 'id', '_rev', c.rev, '_deleted', true)
+            WHEN c.doc ->> 'type' = 'user' OR c.change ->> 'id' LIKE 'org.couchdb.user:%%'
+                THEN c.doc - '_conflicts' - %(secrets)s::text[]
+            WHEN c.doc ? '_conflicts' THEN c.doc - '_conflicts'
+            ELSE c.doc
+        END AS doc
+    FROM (
+        SELECT ord, change, change -> 'doc' AS doc,
+               coalesce(change #>> '{{doc,_rev}}', change #>> '{{changes,0,rev}}') AS rev
+        FROM {changes} AS changes
+        OFFSET 0  -- computed once per row: the planner would otherwise repeat each use of `doc`
+    ) AS c
+),
+merged AS (
+    INSERT INTO raw.couchdb_docs AS d (source, _id, _rev, _deleted, _conflicts, doc)
+    SELECT DISTINCT ON (_id) %(source)s, _id, _rev, _deleted, _conflicts, doc
+    FROM staged ORDER BY _id, ord DESC
+    ON CONFLICT (source, _id) DO UPDATE
+    SET _rev = excluded._rev, _deleted = excluded._deleted, _conflicts = excluded._conflicts, doc = excluded.doc,
+        saved_timestamp = clock_timestamp(), change_seq = nextval('raw.couchdb_change_seq')
+    WHERE d._rev IS DISTINCT FROM excluded._rev OR d._conflicts IS DISTINCT FROM excluded._conflicts
+    RETURNING 1
+)
+SELECT
+    (SELECT count(*) FROM staged),
+    (SELECT count(*) FROM staged WHERE _deleted),
+    (SELECT count(*) FROM merged),
+    (SELECT coalesce(jsonb_agg(jsonb_build_array(_id, _rev, doc -> '_attachments')), '[]')
+     FROM staged WHERE doc ->> 'type' = 'form' AND NOT _deleted),
+    (SELECT coalesce(array_agg(_id), '{{}}') FROM staged WHERE _deleted)
+""")
+# Pages above this size are parsed in Python row by row, so PostgreSQL never holds one whole.
+WHOLE_PAGE_MAX_BYTES = 64 * 1024 * 1024
+BINARY_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+BINARY_COPY_TRAILER = struct.pack(">h", -1)
 SAVE_FORM_XML = """
 INSERT INTO raw.couchdb_form_xml (source, _id, _rev, attachment, xml) VALUES (%s, %s, %s, %s, %s)
 ON CONFLICT (source, _id) DO UPDATE SET _rev = excluded._rev, attachment = excluded.attachment, xml = excluded.xml
@@ -51,6 +98,9 @@ INSERT INTO raw.couchdb_progress (source, seq, pending, updated_at)
 VALUES (%(source)s, %(seq)s, %(pending)s, now())
 ON CONFLICT (source) DO UPDATE SET seq = excluded.seq, pending = excluded.pending, updated_at = now()
 """
+
+
+MAX_RETRY_DELAY = 30.0
 
 
 class SyncAlreadyRunning(RuntimeError):
@@ -116,48 +166,78 @@ def read_checkpoint(conn: psycopg.Connection, source: str) -> str:
     return row[0] if row else "0"
 
 
-def replicate_batch(
-    conn: psycopg.Connection, client: CouchClient, source: str, since: str, limit: int
-) -> BatchResult:
+@dataclass(frozen=True)
+class Stored:
+    changes: int
+    deleted: int
+    written: int
+    forms: list[list]
+    deleted_ids: list[str]
+
+
+def store(cur: psycopg.Cursor, changes: sql.Composable, source: str) -> Stored:
+    query = STORE_CHANGES.format(changes=changes)
+    return Stored(*cur.execute(query, {"secrets": list(USER_SECRET_FIELDS), "source": source}).fetchone())
+
+
+def store_whole_page(cur: psycopg.Cursor, page: Page, source: str) -> Stored | None:
+    """Hand the page to PostgreSQL as one text value (binary COPY: no escaping) and store its
+    rows from there. None when PostgreSQL refuses the JSON (\\u0000, lone surrogates, bad UTF-8)."""
+    if page.size > WHOLE_PAGE_MAX_BYTES:
+        return None
+    try:
+        with cur.connection.transaction():
+            with cur.copy(COPY_PAGE) as copy:
+                copy.write(BINARY_COPY_HEADER + struct.pack(">hi", 1, page.size))
+                for chunk in page.chunks():
+                    copy.write(chunk)
+                copy.write(BINARY_COPY_TRAILER)
+            return store(cur, PAGE_CHANGES, source)
+    except psycopg.DataError:  # class 22: invalid JSON text, \\u0000, bad encoding
+        return None
+
+
+def store_rows(cur: psycopg.Cursor, page: Page, source: str) -> tuple[Stored, int]:
+    """The slow path: parse in Python, replace what jsonb cannot hold, one row at a time.
+    Also returns how many rows needed cleaning."""
+    cleaned = 0
+    with cur.copy(COPY_CHANGES) as copy:
+        for ordinal, change in enumerate(page.changes(), start=1):
+            text, was_cleaned = to_json(change)
+            copy.write_row((ordinal, text))
+            cleaned += was_cleaned
+    return store(cur, ROW_CHANGES, source), cleaned
+
+
+def replicate_page(conn: psycopg.Connection, client: CouchClient, page: Page, source: str) -> BatchResult:
     """Copy one `_changes` page into the raw table and move the checkpoint, atomically."""
-    changes = deleted = cleaned = 0
-    forms: list[tuple[str, str, str]] = []
-    retired_forms: list[str] = []
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK_KEY,))
-        cur.execute(STAGING_DDL)
-        with client.changes(since, limit) as feed:
-            with cur.copy(COPY_STAGING) as copy:
-                for ordinal, change in enumerate(feed.rows()):
-                    row = doc_row(change)
-                    copy.write_row((ordinal, row.doc_id, row.rev, row.deleted, row.conflicts, row.doc_json))
-                    changes += 1
-                    deleted += row.deleted
-                    cleaned += row.cleaned
-                    if row.xform_attachment:
-                        forms.append((row.doc_id, row.rev, row.xform_attachment))
-                    elif row.deleted:
-                        retired_forms.append(row.doc_id)
-            last_seq, pending = feed.last_seq or since, feed.pending
-        cur.execute(MERGE_STAGING, {"source": source})
-        written = cur.rowcount
-        save_form_xml(cur, client, source, forms, retired_forms)
-        if pending is None and changes < limit:
+        stored, cleaned = store_whole_page(cur, page, source), 0
+        if stored is None:
+            stored, cleaned = store_rows(cur, page, source)
+        save_form_xml(cur, client, source, stored.forms, stored.deleted_ids)
+        pending = page.pending
+        if pending is None and stored.changes < page.limit:
             pending = 0  # PouchDB does not report pending; a short page means we caught up.
-        if last_seq != since or written:
-            cur.execute(SAVE_CHECKPOINT, {"source": source, "seq": last_seq, "pending": pending})
-    return BatchResult(changes, written, deleted, cleaned, last_seq, pending)
+        if page.last_seq != page.since or stored.written:
+            cur.execute(SAVE_CHECKPOINT, {"source": source, "seq": page.last_seq, "pending": pending})
+    return BatchResult(stored.changes, stored.written, stored.deleted, cleaned, page.last_seq, pending)
 
 
 def save_form_xml(
     cur: psycopg.Cursor,
     client: CouchClient,
     source: str,
-    forms: list[tuple[str, str, str]],
+    forms: list[list],
     retired: list[str],
 ) -> None:
-    """Keep each form's XForm next to its doc; the formviews are generated from it."""
-    for doc_id, rev, attachment in forms:
+    """Keep each form's XForm next to its doc; the formviews are generated from it.
+    `forms` holds [id, rev, _attachments] of the live form docs of the batch."""
+    for doc_id, rev, attachments in forms:
+        attachment = xform_attachment({"type": "form", "_attachments": attachments})
+        if attachment is None:
+            continue
         try:
             content = client.get_attachment(doc_id, attachment)
         except CouchError as exc:
@@ -178,6 +258,28 @@ def count_rows(conn: psycopg.Connection, source: str) -> tuple[int, int]:
     return total, live
 
 
+def drain(
+    conn: psycopg.Connection,
+    client: CouchClient,
+    source: str,
+    batch_size: int,
+    progress: SyncProgress,
+    on_batch: Callable[[SyncProgress], None] | None,
+) -> None:
+    """Store pages from the checkpoint on until the feed is drained."""
+    with ChangesPager(client, progress.last_seq, batch_size) as pager:
+        for page in pager:
+            try:
+                batch = replicate_page(conn, client, page, source)
+            finally:
+                page.close()
+            progress.add(batch)
+            if on_batch:
+                on_batch(progress)
+            if batch.changes == 0:
+                return
+
+
 def replicate_database(
     postgres_url: str,
     client: CouchClient,
@@ -193,25 +295,30 @@ def replicate_database(
     """Replicate `client.db` into the raw table under `source` until the feed is drained."""
     progress = SyncProgress(source=source, started=time.monotonic())
     with psycopg.connect(postgres_url, autocommit=True) as conn:
+        # A commit lost in a PostgreSQL crash loses its rows and its checkpoint together, and the
+        # next sync fetches them again: no need to wait for each batch's WAL flush.
+        conn.execute("SET synchronous_commit = off")
         ensure_raw_schema(conn, all_sources)
+        conn.execute(STAGING_DDL)
         locked = conn.execute(
             "SELECT pg_try_advisory_lock(hashtext('cht_assets.sync'), hashtext(%s))", (source,)
         )
         if not locked.fetchone()[0]:
             raise SyncAlreadyRunning(f"another sync of CouchDB database '{source}' is running")
         progress.last_seq = read_checkpoint(conn, source)
+        failures = 0
         while True:
-            since = progress.last_seq
-            batch = with_retries(
-                lambda since=since: replicate_batch(conn, client, source, since, batch_size),
-                attempts=attempts,
-                base_delay=base_delay,
-                on_retry=on_retry,
-            )
-            progress.add(batch)
-            if on_batch:
-                on_batch(progress)
-            if batch.changes < batch_size or batch.last_seq == since or batch.pending == 0:
+            try:
+                drain(conn, client, source, batch_size, progress, on_batch)
                 break
+            except CouchUnavailable as exc:
+                # Nothing of the failed page was committed; start again from the checkpoint.
+                failures += 1
+                if failures >= attempts:
+                    raise
+                delay = min(MAX_RETRY_DELAY, base_delay * 2 ** (failures - 1))
+                if on_retry:
+                    on_retry(failures, exc, delay)
+                time.sleep(delay)
         row_count, live_count = count_rows(conn, source)
     return SyncResult(progress, row_count, live_count)

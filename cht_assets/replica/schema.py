@@ -30,10 +30,8 @@ CREATE TABLE IF NOT EXISTS raw.couchdb_docs (
     change_seq      bigint      NOT NULL DEFAULT nextval('raw.couchdb_change_seq'),
     PRIMARY KEY (source, _id)
 );
-CREATE INDEX IF NOT EXISTS couchdb_docs_saved_timestamp ON raw.couchdb_docs (saved_timestamp);
 CREATE INDEX IF NOT EXISTS couchdb_docs_change_seq ON raw.couchdb_docs (change_seq);
 CREATE INDEX IF NOT EXISTS couchdb_docs_id ON raw.couchdb_docs (_id);
-CREATE INDEX IF NOT EXISTS couchdb_docs_type ON raw.couchdb_docs ((doc->>'type'));
 COMMENT ON COLUMN raw.couchdb_docs.change_seq IS
     'Increases on every write of the row; views refresh what changed after their last seq.';
 COMMENT ON TABLE raw.couchdb_docs IS

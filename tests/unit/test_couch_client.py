@@ -6,8 +6,8 @@ import json
 import pytest
 import requests
 
-from cht_assets.couch.client import ChangesFeed, redact_url, split_credentials, with_retries
-from cht_assets.couch.errors import CouchAuthError, CouchUnavailable
+from cht_assets.couch.client import ChangesFeed, redact_url, split_credentials
+from cht_assets.couch.errors import CouchUnavailable
 
 
 @pytest.mark.parametrize(
@@ -51,24 +51,3 @@ def test_truncated_body_is_retryable() -> None:
     body = json.dumps({"results": [{"id": "a", "changes": [], "doc": {}}] * 5, "last_seq": "5"}).encode()
     with pytest.raises(CouchUnavailable, match="truncated"):
         list(feed_of(body[: len(body) // 2]).rows())
-
-
-def test_retries_only_what_can_recover() -> None:
-    calls: list[int] = []
-
-    def flaky() -> str:
-        calls.append(1)
-        if len(calls) < 3:
-            raise CouchUnavailable("down")
-        return "ok"
-
-    assert with_retries(flaky, base_delay=0) == "ok" and len(calls) == 3
-
-    def refused() -> None:
-        calls.append(1)
-        raise CouchAuthError("401", 401)
-
-    calls.clear()
-    with pytest.raises(CouchAuthError):
-        with_retries(refused, base_delay=0)
-    assert len(calls) == 1
