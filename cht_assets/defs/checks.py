@@ -59,6 +59,16 @@ def declared_checks(obj: SqlObject) -> list[tuple[str, dg.AssetCheckSeverity, bo
             ("parity", error, True, lambda c, o, b: quality.parity(c, o.name, b.sql, b.doc_key),
              "rows equal the SQL run afresh over the raw docs")
         )  # fmt: skip
+    if obj.config.get("cast_check"):
+        found.append(
+            ("cast_failures", warn, False, lambda c, o, b: quality.cast_failures(c, b.cast_failures_sql),
+             "answers that are not valid for their field's type (stored as NULL)")
+        )  # fmt: skip
+    if obj.config.get("xform_check"):
+        found.append(
+            ("xforms_parse", warn, False, lambda c, o, b: quality.unreadable_forms(c),
+             "form definitions whose XForm cannot be read (no formview for them)")
+        )  # fmt: skip
     for column, target, target_column in references(obj):
         found.append(
             (f"references_{column}", warn, False,

@@ -5,6 +5,8 @@ per form). Each asset refreshes its object in PostgreSQL and runs its checks in 
 blocking checks stop wrong numbers from flowing downstream.
 """
 
+import logging
+import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -21,12 +23,15 @@ from cht_assets.defs.resources import PostgresResource
 from cht_assets.replica.schema import compat_relation
 from cht_assets.settings import load_settings
 from cht_assets.sqlgraph import SqlGraph, SqlObject, column_lineage, load_sql_dir
-from cht_assets.sqlgraph.files import read_sql_dir
+from cht_assets.sqlgraph.files import SqlFile, read_sql_dir
+from cht_assets.warehouse.formviews import LAYER, FormviewSpec, build_formview, discover
 from cht_assets.warehouse.hierarchy import BUILTIN_PLACE_TYPES, HIERARCHY_VIEW, hierarchy_select, place_types
 from cht_assets.warehouse.refresh import Buildable, RefreshResult, refresh
 from cht_assets.warehouse.state import ensure_meta_schema
 
 SQL_ROOT = Path(__file__).resolve().parents[2] / "sql"
+logger = logging.getLogger(__name__)
+FORMVIEW_NAME = re.compile(r"\bformview_[a-z0-9_]+\b")
 
 # Relations the SQL may read that no SQL file defines, with their columns (for lineage).
 RAW_DOCS_COLUMNS = ("source", "_id", "_rev", "_deleted", "_conflicts", "saved_timestamp", "doc", "change_seq")
@@ -99,6 +104,35 @@ def hierarchy_object() -> ViewObject:
         )
 
     return ViewObject(template, build_for)
+
+
+def formview_object(spec: FormviewSpec, load_conn: psycopg.Connection) -> ViewObject:
+    """The formview as the form is now; at run time it is generated again from the form then."""
+    built = build_formview(load_conn, spec, remember=False)
+    config = {
+        "materialized": "incremental",
+        "unique_key": ", ".join(spec.unique_key),
+        "doc_key": spec.doc_key,
+        "description": spec.description,
+        "cast_check": "true",
+    }
+    template = SqlObject.from_sql(spec.view, built.sql, layer=LAYER, config=config)
+    return ViewObject(template, partial(build_formview, spec=spec))
+
+
+def generated_formviews(postgres_url: str, reserved: set[str]) -> list[ViewObject]:
+    """One per form the raw layer holds; none when the database cannot be reached (yet)."""
+    try:
+        with psycopg.connect(postgres_url, connect_timeout=3, autocommit=True) as conn:
+            conn.execute("SET standard_conforming_strings = on")
+            return [formview_object(spec, conn) for spec in discover(conn, reserved)]
+    except psycopg.OperationalError as exc:
+        logger.warning("formviews not generated: PostgreSQL unreachable (%s)", type(exc).__name__)
+        return []
+
+
+def formview_references(files: Sequence[SqlFile]) -> set[str]:
+    return {name for sql_file in files for name in FORMVIEW_NAME.findall(sql_file.text)}
 
 
 def external_deps(relation: str, dbs: Sequence[str]) -> list[dg.AssetKey]:
@@ -175,6 +209,8 @@ def view_asset(graph: SqlGraph, view: ViewObject, all_views: dict[str, ViewObjec
     def refresh_object(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
         started = time.monotonic()
         with psycopg.connect(postgres.conninfo, autocommit=True) as conn:
+            # sqlnames.quote_literal relies on it; on by default, but a server may say otherwise.
+            conn.execute("SET standard_conforming_strings = on")
             ensure_meta_schema(conn)
             built = view.build_for(conn)
             result = refresh(conn, built, [(d.obj.name, partial(d.build_for, conn)) for d in dependents])
@@ -205,11 +241,16 @@ def static_object(obj: SqlObject) -> ViewObject:
 def build_view_assets(generated: Sequence[ViewObject] = ()) -> list[dg.AssetsDefinition]:
     """Every SQL file plus the generated objects; a file overrides a generated object of the same name."""
     settings = load_settings()
-    generated = [hierarchy_object(), *generated]
-    file_names = {sql_file.name for sql_file in read_sql_dir(SQL_ROOT)}
+    files = read_sql_dir(SQL_ROOT)
+    file_names = {sql_file.name for sql_file in files}
+    generated = [hierarchy_object(), *generated, *generated_formviews(settings.postgres_url, file_names)]
     extra = [view for view in generated if view.obj.name not in file_names]
+    # A use view may read the formview of a form not synced yet: until it is, that formview is
+    # an external relation (the use view fails, saying so, instead of the whole code location).
+    known = file_names | {view.obj.name for view in extra}
+    awaited = {name: () for name in formview_references(files) if name not in known}
     graph = load_sql_dir(
-        SQL_ROOT, external_relations=EXTERNAL_RELATIONS, extra_objects=[v.obj for v in extra]
+        SQL_ROOT, external_relations={**EXTERNAL_RELATIONS, **awaited}, extra_objects=[v.obj for v in extra]
     )
     views = {name: static_object(obj) for name, obj in graph.objects.items()}
     views.update({view.obj.name: ViewObject(graph.objects[view.obj.name], view.build_for) for view in extra})

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from cht_assets.sqlnames import quote_ident
+from cht_assets.warehouse.formviews import report_forms
 
 EXAMPLES = 5
 
@@ -75,3 +76,18 @@ def dangling_references(
     count = conn.execute(f"SELECT count(*) FROM ({sql}) AS x").fetchone()[0]
     examples = [row[0] for row in conn.execute(f"{sql} LIMIT {EXAMPLES}").fetchall()] if count else []
     return Finding(count, examples)
+
+
+def cast_failures(conn: psycopg.Connection, failures_sql: str) -> Finding:
+    """Rows of `xforms.formview.cast_failures_select`: per column, failures and examples."""
+    rows = conn.execute(failures_sql).fetchall() if failures_sql else []
+    details = {column: failures for column, _, failures, _ in rows if failures}
+    examples = [
+        f"{column}: {example}" for column, _, failures, sample in rows if failures for example in sample or []
+    ]
+    return Finding(sum(details.values()), examples[:EXAMPLES], details)
+
+
+def unreadable_forms(conn: psycopg.Connection) -> Finding:
+    problems = report_forms(conn)[1]
+    return Finding(len(problems), [f"{problem.doc_id}: {problem.error}" for problem in problems[:EXAMPLES]])

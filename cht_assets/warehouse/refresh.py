@@ -31,6 +31,8 @@ class Buildable:
     unique_key: tuple[str, ...] = ("uuid",)
     doc_key: str = "uuid"
     indexes: tuple[tuple[str, ...], ...] = field(default_factory=tuple)
+    # A query counting values that failed their type cast (generated formviews), for a check.
+    cast_failures_sql: str = ""
 
 
 # The objects downstream of one, in build order, each with a way to produce its SQL: only

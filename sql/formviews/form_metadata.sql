@@ -1,6 +1,7 @@
 -- materialized: incremental
 -- unique_key: uuid
 -- indexes: chw; reported; formname
+-- xform_check: true
 -- description: Every report with a form: submitter, submitter's place and time (cht-couch2pg's form_metadata).
 SELECT
   d._id AS uuid,

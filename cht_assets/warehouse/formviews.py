@@ -1,0 +1,170 @@
+"""Formviews generated from the XForms the raw layer keeps (`raw.couchdb_form_xml`).
+
+One incremental table per form (`formview_<form>`) and per repeat group; columns once seen are
+remembered in `cht_meta.formview_columns`, so a field removed in a new form version keeps its
+column. Contact and training forms create contacts or nothing, not reports: no formview.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import psycopg
+
+from cht_assets.sqlgraph.model import code_version
+from cht_assets.warehouse.refresh import Buildable
+from cht_assets.xforms.formview import (
+    Column,
+    cast_failures_select,
+    formview_columns,
+    formview_name,
+    formview_repeat_name,
+    formview_repeat_select,
+    formview_select,
+)
+from cht_assets.xforms.parse import NodePath, XForm, XFormError, parse_xform
+
+LAYER = "formviews"
+NOT_REPORT_FORMS = ("form:contact:", "form:training:")
+KNOWN_COLUMNS_DDL = """
+CREATE TABLE IF NOT EXISTS cht_meta.formview_columns (
+    view       text        PRIMARY KEY,
+    columns    jsonb       NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+@dataclass(frozen=True)
+class FormviewSpec:
+    """One formview: the main view of a form (`repeat` None) or one of its repeat groups."""
+
+    view: str
+    form_id: str
+    doc_id: str
+    source: str
+    repeat: NodePath | None = None
+    nested: bool = False  # a repeat inside a repeat: its rows are also keyed by the outer indexes
+
+    @property
+    def unique_key(self) -> tuple[str, ...]:
+        if self.repeat is None:
+            return ("uuid",)
+        return (
+            ("parent_uuid", "outer_repeat_index", "repeat_index")
+            if self.nested
+            else ("parent_uuid", "repeat_index")
+        )
+
+    @property
+    def doc_key(self) -> str:
+        return self.unique_key[0]
+
+    @property
+    def description(self) -> str:
+        what = "Reports" if self.repeat is None else f"Repeat group {'/'.join(self.repeat)} of reports"
+        return f"{what} of form {self.form_id!r}, one typed column per field, generated from its XForm."
+
+
+@dataclass(frozen=True)
+class FormProblem:
+    doc_id: str
+    error: str
+
+
+def form_xml(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """(source, doc id, XForm) of every live form doc; none before the first sync."""
+    if conn.execute("SELECT to_regclass('raw.couchdb_form_xml')").fetchone()[0] is None:
+        return []
+    return conn.execute("SELECT source, _id, xml FROM raw.couchdb_form_xml ORDER BY _id, source").fetchall()
+
+
+def report_forms(conn: psycopg.Connection) -> tuple[list[tuple[str, str, XForm]], list[FormProblem]]:
+    forms, problems = [], []
+    for source, doc_id, xml in form_xml(conn):
+        if doc_id.startswith(NOT_REPORT_FORMS):
+            continue
+        try:
+            forms.append((source, doc_id, parse_xform(xml)))
+        except XFormError as exc:
+            problems.append(FormProblem(doc_id, str(exc)[:300]))
+    return forms, problems
+
+
+def discover(conn: psycopg.Connection, reserved: set[str]) -> list[FormviewSpec]:
+    """A spec per form and repeat; names already taken (a hand-written file, an earlier form
+    whose name cleans to the same) are skipped."""
+    specs: list[FormviewSpec] = []
+    taken = set(reserved)
+    for source, doc_id, xform in report_forms(conn)[0]:
+        candidates = [FormviewSpec(formview_name(xform.form_id), xform.form_id, doc_id, source)]
+        candidates += [
+            FormviewSpec(
+                formview_repeat_name(xform.form_id, repeat),
+                xform.form_id,
+                doc_id,
+                source,
+                repeat,
+                nested=bool(xform.enclosing_repeats(repeat)),
+            )
+            for repeat in xform.repeats
+        ]
+        for spec in candidates:
+            if spec.view not in taken:
+                taken.add(spec.view)
+                specs.append(spec)
+    return specs
+
+
+def current_xform(conn: psycopg.Connection, spec: FormviewSpec) -> XForm:
+    row = conn.execute(
+        "SELECT xml FROM raw.couchdb_form_xml WHERE source = %s AND _id = %s", (spec.source, spec.doc_id)
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"{spec.view}: form doc {spec.doc_id!r} is gone from raw.couchdb_form_xml")
+    return parse_xform(row[0])
+
+
+def known_columns(conn: psycopg.Connection, view: str) -> list[Column]:
+    if conn.execute("SELECT to_regclass('cht_meta.formview_columns')").fetchone()[0] is None:
+        return []
+    row = conn.execute("SELECT columns FROM cht_meta.formview_columns WHERE view = %s", (view,)).fetchone()
+    return [Column.from_json(item) for item in row[0]] if row else []
+
+
+def columns_for(
+    conn: psycopg.Connection, spec: FormviewSpec, xform: XForm, *, remember: bool
+) -> list[Column]:
+    """Known columns first, then new fields; with `remember`, kept for the next form version."""
+    columns = formview_columns(xform, known_columns(conn, spec.view), repeat=spec.repeat)
+    if remember:
+        conn.execute(KNOWN_COLUMNS_DDL)
+        conn.execute(
+            "INSERT INTO cht_meta.formview_columns (view, columns) VALUES (%s, %s) "
+            "ON CONFLICT (view) DO UPDATE SET columns = excluded.columns, updated_at = now()",
+            (spec.view, json.dumps([column.to_json() for column in columns])),
+        )
+    return columns
+
+
+def formview_sql(spec: FormviewSpec, xform: XForm, columns: list[Column]) -> tuple[str, str]:
+    """The formview's SELECT and its cast-failure query."""
+    if spec.repeat is None:
+        return formview_select(spec.form_id, columns), cast_failures_select(spec.form_id, columns)
+    enclosing = xform.enclosing_repeats(spec.repeat)
+    return (
+        formview_repeat_select(spec.form_id, spec.repeat, columns, enclosing=enclosing),
+        cast_failures_select(spec.form_id, columns, repeat=spec.repeat, enclosing=enclosing),
+    )
+
+
+def build_formview(conn: psycopg.Connection, spec: FormviewSpec, *, remember: bool = True) -> Buildable:
+    """The formview as it must be now (the form may have changed since the code loaded)."""
+    xform = current_xform(conn, spec)
+    select, failures = formview_sql(spec, xform, columns_for(conn, spec, xform, remember=remember))
+    indexes = (("reported",), ("submitter_uuid",), ("patient_uuid",)) if spec.repeat is None else ()
+    return Buildable(
+        spec.view, LAYER, "incremental", select, code_version(select), spec.unique_key, spec.doc_key, indexes,
+        cast_failures_sql=failures,
+    )  # fmt: skip
