@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench
+.PHONY: install superset-venv demo test lint bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-install: $(BIN)/.installed node_modules/.installed
+superset-venv: $(BIN)/.installed
+	$(BIN)/python -m cht_assets.servers.superset install
+
+# Debian's Chromium, for the dashboard screenshots (root, as on CI and the dev machines).
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+install: $(BIN)/.installed node_modules/.installed superset-venv /usr/bin/chromium
 
 demo: install
 	$(BIN)/python -m cht_assets.servers.demo

@@ -14,6 +14,10 @@ from dotenv import load_dotenv
 DEMO_COUCHDB_URL = "http://127.0.0.1:15984"
 DEMO_POSTGRES_URL = "postgresql://postgres@127.0.0.1:15432/cht_analytics"
 DEFAULT_COUCHDB_DBS = ("medic", "medic-sentinel", "medic-users-meta", "medic-logs")
+DEMO_SUPERSET_URL = "http://127.0.0.1:18088"
+DEFAULT_SUPERSET_USER = "admin"
+# Only for the local demo and the tests; a deployment sets SUPERSET_PASSWORD.
+DEMO_SUPERSET_PASSWORD = "test-only-admin-password"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,9 @@ class Settings:
     couchdb_dbs: tuple[str, ...]
     postgres_url: str
     couchdb_batch_size: int
+    superset_url: str
+    superset_user: str
+    superset_password: str
 
 
 def split_list(value: str) -> tuple[str, ...]:
@@ -37,4 +44,7 @@ def load_settings() -> Settings:
         couchdb_dbs=split_list(dbs) or DEFAULT_COUCHDB_DBS,
         postgres_url=os.environ.get("POSTGRES_URL") or DEMO_POSTGRES_URL,
         couchdb_batch_size=int(os.environ.get("COUCHDB_BATCH_SIZE") or 5000),
+        superset_url=os.environ.get("SUPERSET_URL") or DEMO_SUPERSET_URL,
+        superset_user=os.environ.get("SUPERSET_USER") or DEFAULT_SUPERSET_USER,
+        superset_password=os.environ.get("SUPERSET_PASSWORD") or DEMO_SUPERSET_PASSWORD,
     )

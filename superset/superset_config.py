@@ -22,9 +22,12 @@ WTF_CSRF_ENABLED = True
 TALISMAN_ENABLED = False
 CONTENT_SECURITY_POLICY_WARNING = False
 
+# Access is per dataset (datasource_access) with row-level security on every dataset that has
+# hierarchy columns. DASHBOARD_RBAC stays off: with it, dashboard access alone grants data access.
 FEATURE_FLAGS = {
-    "DASHBOARD_RBAC": True,  # dashboards list the roles that may open them
+    "DASHBOARD_RBAC": False,
     "ENABLE_TEMPLATE_PROCESSING": False,  # no Jinja in SQL: RLS clauses and datasets stay literal
+    "ALLOW_ADHOC_SUBQUERY": False,  # an ad-hoc metric or filter must not read past RLS via a subquery
 }
 FAB_ADD_SECURITY_API = True  # /api/v1/security/{roles,users,permissions-resources}/
 

@@ -12,7 +12,6 @@ ANALYST_DB_*) and never enter run config or metadata.
 """
 
 import hashlib
-import os
 import re
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -47,10 +46,9 @@ from cht_assets.settings import load_settings
 
 GROUP = "superset"
 KINDS = {"superset"}
-DEMO_SUPERSET_URL = "http://127.0.0.1:18088"
-DEFAULT_SUPERSET_USER = "admin"
-TEST_ONLY_SUPERSET_PASSWORD = "test-only-admin-password"  # noqa: S105 - the local demo's admin
 
+PUBLISHED_LAYERS = ("contactviews", "formviews", "useviews")
+PUBLISHED_PREFIXES = ("contactview_", "formview_", "useview_")
 DATABASE_KEY = dg.AssetKey(["superset", "database"])
 ACCESS_KEY = dg.AssetKey(["superset", "access"])
 
@@ -64,11 +62,11 @@ class SupersetResource(dg.ConfigurableResource):
     timeout_seconds: float = 120.0
 
     def client(self) -> SupersetClient:
-        load_settings()  # reads .env like the other resources
+        settings = load_settings()
         return SupersetClient(
-            self.url or os.environ.get("SUPERSET_URL") or DEMO_SUPERSET_URL,
-            self.username or os.environ.get("SUPERSET_USER") or DEFAULT_SUPERSET_USER,
-            os.environ.get("SUPERSET_PASSWORD") or TEST_ONLY_SUPERSET_PASSWORD,
+            self.url or settings.superset_url,
+            self.username or settings.superset_user,
+            settings.superset_password,
             timeout=self.timeout_seconds,
         )
 
@@ -282,4 +280,13 @@ def build_superset_assets(
         *(dataset_asset(source) for source in datasets),
         *(dashboard_asset(spec, sources, paths.get(spec.slug)) for spec in specs),
         access_asset(datasets, specs, access_path),
+    ]
+
+
+def published_datasets(view_assets: Sequence[dg.AssetsDefinition]) -> list[DatasetSource]:
+    """Every contactview, formview and useview becomes a dataset; functions and compat do not."""
+    return [
+        DatasetSource(tuple(asset.key.path), "public", asset.key.path[-1])
+        for asset in view_assets
+        if asset.key.path[0] in PUBLISHED_LAYERS and asset.key.path[-1].startswith(PUBLISHED_PREFIXES)
     ]

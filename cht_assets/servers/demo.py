@@ -16,15 +16,19 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psycopg
+
 from cht_assets.couch.client import CouchClient
 from cht_assets.couch.errors import CouchError
 from cht_assets.servers.couchdb import PROJECT_ROOT, start_pouchdb_server
 from cht_assets.servers.postgres import ensure_database, start_embedded_postgres
 from cht_assets.servers.process import port_open, stop_pid
-from cht_assets.settings import DEMO_COUCHDB_URL, DEMO_POSTGRES_URL, load_settings
+from cht_assets.servers.superset import start_superset
+from cht_assets.settings import DEMO_COUCHDB_URL, DEMO_POSTGRES_URL, DEMO_SUPERSET_URL, load_settings
 
 DEMO_DIR = PROJECT_ROOT / ".demo"
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+SUPERSET_METADATA_DB = "superset_metadata"
 
 
 def say(message: str) -> None:
@@ -59,6 +63,19 @@ def start_services(stops: list[Callable[[], None]]) -> dict[str, str]:
         stops.append(couch.stop)
         say(f"pouchdb-server on {couch.url}, data in {DEMO_DIR / 'couchdb'}")
         env["COUCHDB_URL"] = DEMO_COUCHDB_URL
+    if not os.environ.get("SUPERSET_URL"):
+        port = demo_port(DEMO_SUPERSET_URL)
+        if port_open("127.0.0.1", port):
+            raise SystemExit(
+                f"port {port} is taken: another demo running? set SUPERSET_URL to use your own Superset"
+            )
+        postgres_url = env.get("POSTGRES_URL") or os.environ["POSTGRES_URL"]
+        ensure_database(postgres_url, SUPERSET_METADATA_DB)
+        metadata_url = psycopg.conninfo.make_conninfo(postgres_url, dbname=SUPERSET_METADATA_DB)
+        say("starting Superset (the first start sets up its metadata database, about 30 s)")
+        superset = start_superset(DEMO_DIR / "superset", metadata_url, port)
+        stops.append(superset.stop)
+        env["SUPERSET_URL"] = superset.url
     return env
 
 
@@ -87,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--households", type=int, default=int(os.environ.get("DEMO_HOUSEHOLDS", "60")))
     parser.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
+    # Ctrl-C (or a TERM from a process manager) stops everything started below, in reverse.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
     stops: list[Callable[[], None]] = []
     try:
         env = {**os.environ, **start_services(stops)}
@@ -108,10 +128,13 @@ def main(argv: list[str] | None = None) -> int:
                 check=True,
                 cwd=PROJECT_ROOT,
             )
+        say(
+            f"Superset on {settings.superset_url} (login {settings.superset_user} / {settings.superset_password})"
+        )
         say(f"Dagster UI on http://127.0.0.1:{args.port} (Ctrl-C stops the demo)")
         ui = subprocess.Popen(
             dagster(["dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)]),
-            env=env, cwd=PROJECT_ROOT, start_new_session=True,
+            env=env, cwd=PROJECT_ROOT, start_new_session=True, preexec_fn=default_sigint,
         )  # fmt: skip
         stops.append(lambda: stop_dagster(ui))
         ui.wait()
@@ -121,6 +144,15 @@ def main(argv: list[str] | None = None) -> int:
         for stop in reversed(stops):
             stop()
     return 0
+
+
+def default_sigint() -> None:
+    """`dagster dev` stops on SIGINT, unless started from a shell that ignores it (background)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def stop_dagster(process: subprocess.Popen) -> None:

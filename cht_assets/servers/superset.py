@@ -21,11 +21,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import psycopg
 import requests
 
 from cht_assets.servers.process import free_port, stop_pid, wait_until
+from cht_assets.settings import load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SUPERSET_DIR = PROJECT_ROOT / "superset"
@@ -44,8 +46,16 @@ PACKAGES = (
 )
 INSTALL_MARKER = ".cht-installed"
 
-DEFAULT_ADMIN_USER = "admin"
-TEST_ONLY_ADMIN_PASSWORD = "test-only-admin-password"  # noqa: S105 - only when SUPERSET_PASSWORD is unset
+
+
+# Secrets of the pipeline that Superset's processes must not inherit.
+SERVER_NEEDS_NOT = (
+    "SUPERSET_PASSWORD",
+    "SUPERSET_DB_PASSWORD",
+    "ANALYST_DB_PASSWORD",
+    "POSTGRES_URL",
+    "COUCHDB_URL",
+)
 
 
 class SupersetError(RuntimeError):
@@ -117,17 +127,22 @@ class SupersetServer:
         stop_pid(self.pid, timeout=30)
 
 
-def sqlalchemy_url(url: str) -> str:
-    """`postgresql://…` (libpq style) -> `postgresql+psycopg2://…` (Superset's driver)."""
-    for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url[len(prefix) :]
-    raise SupersetError("the Superset metadata DB must be a postgresql:// URL")
+def sqlalchemy_url(conninfo: str) -> str:
+    """A libpq conninfo (URL or `key=value`) as Superset's SQLAlchemy URL (psycopg2 driver)."""
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    user = quote(str(params.pop("user", "") or ""), safe="")
+    password = params.pop("password", None)
+    credentials = f"{user}:{quote(str(password), safe='')}@" if password else (f"{user}@" if user else "")
+    host = params.pop("host", None) or "127.0.0.1"
+    port = params.pop("port", None) or 5432
+    dbname = quote(str(params.pop("dbname", None) or "postgres"), safe="")
+    query = f"?{urlencode(params)}" if params else ""
+    return f"postgresql+psycopg2://{credentials}{host}:{port}/{dbname}{query}"
 
 
 def admin_credentials() -> tuple[str, str]:
-    user = os.environ.get("SUPERSET_USER") or DEFAULT_ADMIN_USER
-    return user, os.environ.get("SUPERSET_PASSWORD") or TEST_ONLY_ADMIN_PASSWORD
+    settings = load_settings()
+    return settings.superset_user, settings.superset_password
 
 
 def superset_env(venv_dir: Path, home_dir: Path, metadata_db_url: str) -> dict[str, str]:
@@ -141,6 +156,8 @@ def superset_env(venv_dir: Path, home_dir: Path, metadata_db_url: str) -> dict[s
         PYTHONUNBUFFERED="1",
     )
     env.pop("VIRTUAL_ENV", None)
+    for secret in SERVER_NEEDS_NOT:  # the server never needs these; keep them out of its /proc
+        env.pop(secret, None)
     return env
 
 
@@ -171,7 +188,7 @@ with app.app_context():
 
 
 def bootstrap_superset(venv_dir: Path, home_dir: Path, metadata_db_url: str) -> None:
-    """`superset db upgrade`, the admin user, `superset init` (about 30 s on a fresh DB)."""
+    """`superset db upgrade`, the admin user, `superset init`: 15-30 s on a fresh metadata DB."""
     user, password = admin_credentials()
     env = superset_env(venv_dir, home_dir, metadata_db_url)
     superset = str(venv_bin(venv_dir, "superset"))
@@ -219,21 +236,25 @@ def start_superset(
         "--timeout", "120",
         "--bind", f"127.0.0.1:{port}",
         "--pid", str(home_dir / "gunicorn.pid"),
+        "--no-control-socket",  # its default path is per user: two servers would share it
         "superset.app:create_app()",
     ]  # fmt: skip
     process = _spawn_with_env(command, log, superset_env(venv_dir, home_dir, metadata_db_url))
     server = SupersetServer(f"http://127.0.0.1:{port}", process.pid, home_dir, log)
     try:
-        wait_until(lambda: _alive(process) and healthy(server.url), timeout=120, what="Superset", log=log)
+        wait_until(
+            lambda: _alive(process, log) and healthy(server.url), timeout=120, what="Superset", log=log
+        )
     except TimeoutError:
         server.stop()
         raise
     return server
 
 
-def _alive(process: subprocess.Popen) -> bool:
+def _alive(process: subprocess.Popen, log: Path) -> bool:
     if process.poll() is not None:
-        raise SupersetError(f"Superset exited with code {process.returncode} before answering")
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise SupersetError(f"Superset exited with code {process.returncode} before answering\n{tail}")
     return True
 
 

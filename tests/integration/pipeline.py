@@ -1,0 +1,66 @@
+"""Run the real Dagster graph (raw + views) against the test servers, as the code location
+would: definitions built from the environment, formviews discovered from the database."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from cht_assets.couch.client import CouchClient
+from cht_assets.defs.raw import build_raw_assets
+from cht_assets.defs.resources import CouchDBResource, PostgresResource
+from cht_assets.defs.views import build_view_assets
+
+SUFFIXES = ("", "-sentinel", "-users-meta", "-logs")
+
+
+@dataclass
+class Deployment:
+    couch_url: str
+    pg_url: str
+    prefix: str
+
+    @property
+    def dbs(self) -> list[str]:
+        return [self.prefix + suffix for suffix in SUFFIXES]
+
+    def client(self, suffix: str = "") -> CouchClient:
+        return CouchClient(self.couch_url, self.prefix + suffix)
+
+    def docs(self, suffix: str = "") -> list[dict[str, Any]]:
+        """Live docs straight from CouchDB: the independent side of every comparison."""
+        rows = (
+            self.client(suffix)._request("GET", "/_all_docs", params={"include_docs": "true"}).json()["rows"]
+        )
+        return [row["doc"] for row in rows]
+
+
+def new_deployment(couch_url: str, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Deployment:
+    deployment = Deployment(couch_url, pg_url, f"d{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("COUCHDB_DBS", ",".join(deployment.dbs))
+    monkeypatch.setenv("COUCHDB_URL", couch_url)
+    monkeypatch.setenv("POSTGRES_URL", pg_url)
+    return deployment
+
+
+def materialize(deployment: Deployment, *, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    """Raw first, then everything with definitions loaded anew (formviews of the synced forms)."""
+    resources = {
+        "couchdb": CouchDBResource(url=deployment.couch_url),
+        "postgres": PostgresResource(url=deployment.pg_url),
+    }
+    with dg.instance_for_test() as instance:
+        dg.materialize(build_raw_assets(), resources=resources, instance=instance)
+        assets = [*build_raw_assets(), *build_view_assets()]
+        return dg.materialize(assets, resources=resources, instance=instance, raise_on_error=raise_on_error)
+
+
+def metadata(result: dg.ExecuteInProcessResult, name: str) -> dict[str, Any]:
+    for event in result.get_asset_materialization_events():
+        if event.asset_key.path[-1] == name:
+            return {key: value.value for key, value in event.materialization.metadata.items()}
+    raise KeyError(name)

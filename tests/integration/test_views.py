@@ -1,0 +1,195 @@
+"""View layers against values computed independently in Python from the docs in CouchDB."""
+
+from __future__ import annotations
+
+import collections
+from datetime import date
+from typing import Any
+
+import psycopg
+import pytest
+
+from cht_assets.demo.generator import generate
+from cht_assets.demo.loader import apply_mutations, couch_clients, load_deployment
+from tests.integration.pipeline import Deployment, materialize, metadata, new_deployment
+
+SEED, HOUSEHOLDS = 7, 40
+CONTACT_TYPES = {"contact", "clinic", "district_hospital", "health_center", "person"}
+
+
+@pytest.fixture
+def deployment(couch_server, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Deployment:
+    deployment = new_deployment(couch_server.url, pg_url, monkeypatch)
+    load_deployment(couch_clients(couch_server.url), generate(SEED, HOUSEHOLDS), db_prefix=deployment.prefix)
+    return deployment
+
+
+def query(pg_url: str, sql: str) -> list[tuple]:
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def chain(doc: dict[str, Any]) -> list[str]:
+    ids, node = [], doc.get("parent")
+    while isinstance(node, dict) and node.get("_id"):
+        ids.append(node["_id"])
+        node = node.get("parent")
+    return ids
+
+
+def as_date(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+def as_int(text: str | None) -> int | None:
+    return int(text) if text not in (None, "") else None
+
+
+def check_contacts(deployment: Deployment, docs: list[dict]) -> None:
+    contacts = [d for d in docs if d.get("type") in CONTACT_TYPES]
+    expected = {(d["_id"], d.get("name"), d["type"], (d.get("parent") or {}).get("_id")) for d in contacts}
+    assert (
+        set(query(deployment.pg_url, "SELECT uuid, name, type, parent_uuid FROM contactview_metadata"))
+        == expected
+    )
+    types = {d["_id"]: d.get("contact_type") or d["type"] for d in contacts}
+    hierarchy = {
+        row[0]: row[1:]
+        for row in query(
+            deployment.pg_url,
+            "SELECT uuid, area_uuids, health_center_uuid, district_hospital_uuid FROM contactview_hierarchy",
+        )
+    }
+    assert set(hierarchy) == {d["_id"] for d in contacts}
+    for doc in contacts:
+        area = chain(doc) if doc["type"] == "person" else [doc["_id"], *chain(doc)]
+        by_type = {types.get(place): place for place in area}
+        assert hierarchy[doc["_id"]] == (
+            area,
+            by_type.get("health_center"),
+            by_type.get("district_hospital"),
+        ), doc["_id"]
+
+
+def check_reports(deployment: Deployment, docs: list[dict]) -> None:
+    reports = [d for d in docs if d.get("type") == "data_record" and d.get("form")]
+    per_form = collections.Counter(d["form"] for d in reports)
+    assert (
+        dict(query(deployment.pg_url, "SELECT formname, count(*) FROM form_metadata GROUP BY 1")) == per_form
+    )
+    per_chw = collections.Counter((d.get("contact") or {}).get("_id") for d in reports)
+    activity = dict(
+        query(deployment.pg_url, "SELECT chw_uuid, sum(reports)::int FROM useview_chw_activity GROUP BY 1")
+    )
+    assert activity == per_chw
+
+
+def check_formviews(deployment: Deployment, docs: list[dict]) -> None:
+    pregnancies = {
+        d["_id"]: d["fields"] for d in docs if d.get("type") == "data_record" and d.get("form") == "pregnancy"
+    }
+    rows = query(
+        deployment.pg_url,
+        "SELECT uuid, lmp_lmp_date, lmp_edd, anc_anc_visits_count, history_gravida, history_conditions, lmp_weeks_since_lmp FROM formview_pregnancy",
+    )
+    assert {row[0] for row in rows} == set(pregnancies)
+    for uuid, lmp, edd, anc, gravida, conditions, weeks in rows:
+        fields = pregnancies[uuid]
+        assert lmp == as_date(fields["lmp"]["lmp_date"]) and edd == as_date(fields["lmp"]["edd"])
+        assert anc == as_int(fields["anc"]["anc_visits_count"]) and gravida == as_int(
+            fields["history"]["gravida"]
+        )
+        assert conditions == (fields["history"]["conditions"].split() or None)
+        assert (float(weeks) if weeks is not None else None) == (
+            float(fields["lmp"]["weeks_since_lmp"]) if fields["lmp"]["weeks_since_lmp"] else None
+        )
+    babies = sum(
+        len(d["fields"].get("babies", {}).get("baby", []))
+        for d in docs
+        if d.get("type") == "data_record"
+        and d.get("form") == "delivery"
+        and isinstance(d["fields"].get("babies", {}).get("baby"), list)
+    )
+    assert query(deployment.pg_url, "SELECT count(*) FROM formview_delivery__babies_baby") == [(babies,)]
+    pregnancy_view = query(deployment.pg_url, "SELECT uuid, lmp_date, anc_visits FROM useview_pregnancy")
+    expected = set()
+    for uuid, fields in pregnancies.items():
+        candidates = [
+            fields.get("data", {}).get("__lmp_date"),
+            fields["lmp"]["lmp_date"],
+            fields["lmp"]["u_lmp_date"],
+        ]
+        lmp = next((as_date(value) for value in candidates if value), None)
+        expected.add((uuid, lmp, as_int(fields["anc"]["anc_visits_count"]) or 0))
+    assert set(pregnancy_view) == expected
+
+
+def check_population(deployment: Deployment, docs: list[dict]) -> None:
+    by_id = {d["_id"]: d for d in docs}
+    expected: collections.Counter = collections.Counter()
+    for doc in docs:
+        household = by_id.get((doc.get("parent") or {}).get("_id"), {})
+        if doc.get("type") == "person" and household.get("type") == "clinic" and not doc.get("date_of_death"):
+            expected[(household.get("parent") or {}).get("_id"), doc.get("sex") or "unknown"] += 1
+    rows = query(
+        deployment.pg_url, "SELECT area_uuid, sex, sum(persons)::int FROM useview_population GROUP BY 1, 2"
+    )
+    assert {(area, sex): n for area, sex, n in rows} == dict(expected)
+
+
+def check_telemetry(deployment: Deployment) -> None:
+    telemetry = [d for d in deployment.docs("-users-meta") if d.get("type") == "telemetry"]
+    metrics = sum(
+        len([m for m in (d.get("metrics") or {}).values() if isinstance(m, dict)]) for d in telemetry
+    )
+    assert query(deployment.pg_url, "SELECT count(*) FROM useview_telemetry_metrics") == [(metrics,)]
+    assert query(deployment.pg_url, "SELECT count(*) FROM useview_telemetry") == [(len(telemetry),)]
+
+
+def check_all(deployment: Deployment) -> None:
+    docs = deployment.docs()
+    check_contacts(deployment, docs)
+    check_reports(deployment, docs)
+    check_formviews(deployment, docs)
+    check_population(deployment, docs)
+    check_telemetry(deployment)
+
+
+def test_views_equal_python_and_follow_edits_and_deletes(deployment: Deployment) -> None:
+    first = materialize(deployment)
+    assert all(check.passed for check in first.get_asset_check_evaluations())
+    check_all(deployment)
+    assert metadata(first, "contactview_contact")["mode"] == "created"
+
+    # Edits, deletes (full-body and stub), conflicts and new docs, as the generator writes them.
+    apply_mutations(
+        couch_clients(deployment.couch_url), generate(SEED, HOUSEHOLDS), 1, db_prefix=deployment.prefix
+    )
+    second = materialize(deployment)
+    failed = [
+        (c.asset_key.to_user_string(), c.check_name)
+        for c in second.get_asset_check_evaluations()
+        if not c.passed
+    ]
+    assert failed == []
+    check_all(deployment)
+    changed = metadata(second, "contactview_contact")
+    assert changed["mode"] == "incremental" and changed["changed_docs"] > 0
+
+    third = materialize(deployment)
+    assert metadata(third, "contactview_contact")["mode"] == "unchanged"
+
+
+def test_column_schema_and_lineage_metadata(deployment: Deployment) -> None:
+    result = materialize(deployment)
+    schema = metadata(result, "formview_pregnancy")["dagster/column_schema"]
+    types = {column.name: column.type for column in schema.columns}
+    assert types["reported"] == "timestamp with time zone" and types["lmp_lmp_date"] == "date"
+    assert types["anc_anc_visits_count"] == "integer" and types["history_conditions"] == "text[]"
+    assert types["geolocation_latitude"] == "numeric"
+    lineage = metadata(result, "contactview_hospital")["dagster/column_lineage"]
+    assert lineage.deps_by_column["uuid"][0].asset_key.path == ["contactviews", "contactview_metadata"]
+    assert isinstance(metadata(result, "useview_data_freshness")["dagster/row_count"], int)
+    assert query(
+        deployment.pg_url, "SELECT count(*) > 0 FROM useview_refresh_status WHERE refreshed_at <= now()"
+    ) == [(True,)]
