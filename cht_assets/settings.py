@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from dotenv import load_dotenv
 
@@ -47,4 +48,94 @@ def load_settings() -> Settings:
         superset_url=os.environ.get("SUPERSET_URL") or DEMO_SUPERSET_URL,
         superset_user=os.environ.get("SUPERSET_USER") or DEFAULT_SUPERSET_USER,
         superset_password=os.environ.get("SUPERSET_PASSWORD") or DEMO_SUPERSET_PASSWORD,
+    )
+
+
+# --- operations: freshness, automation, alerts, backups (cht_assets.defs.automation & co.) ------
+
+DEMO_DAGSTER_UI_URL = "http://127.0.0.1:3000"
+# Beside the demo's other state; a deployment sets BACKUP_DIR (ideally on another disk).
+DEFAULT_BACKUP_DIR = str(Path(__file__).resolve().parents[1] / ".demo" / "backups")
+
+
+@dataclass(frozen=True)
+class OpsSettings:
+    """How fresh each layer must be, how the graph keeps itself fresh, where alerts go, backups.
+
+    Windows and intervals are read when the code location loads; alert targets and credentials
+    when a sensor or run uses them. None of the secrets (webhook URL, SMTP password) is ever logged.
+    """
+
+    freshness_raw_minutes: int
+    freshness_views_minutes: int
+    freshness_superset_minutes: int
+    freshness_backup_minutes: int
+    keepalive_minutes: int
+    couchdb_poll_seconds: int
+    automation_seconds: int
+    pipeline_cron: str
+    alert_webhook_url: str | None
+    alert_email_to: tuple[str, ...]
+    smtp_host: str | None
+    smtp_port: int
+    smtp_from: str | None
+    smtp_user: str | None
+    smtp_password: str | None
+    smtp_tls: str
+    dagster_ui_url: str
+    alert_sensor_seconds: int
+    backup_dir: str
+    backup_keep: int
+    backup_cron: str
+    reconcile_cron: str
+    pg_bin_dir: str | None
+    backup_scratch_postgres_url: str | None
+    backup_scratch_couchdb_url: str | None
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {value!r}") from None
+
+
+def default_smtp_tls(port: int) -> str:
+    return {465: "ssl", 587: "starttls"}.get(port, "none")
+
+
+def load_ops_settings() -> OpsSettings:
+    load_dotenv(override=False)
+    raw_minutes = env_int("FRESHNESS_RAW_MINUTES", 30)
+    smtp_port = env_int("SMTP_PORT", 25)
+    return OpsSettings(
+        freshness_raw_minutes=raw_minutes,
+        freshness_views_minutes=env_int("FRESHNESS_VIEWS_MINUTES", 60),
+        freshness_superset_minutes=env_int("FRESHNESS_SUPERSET_MINUTES", 60),
+        freshness_backup_minutes=env_int("FRESHNESS_BACKUP_MINUTES", 26 * 60),
+        # Raw assets are re-confirmed at least this often when CouchDB is idle; 0 turns it off.
+        keepalive_minutes=env_int("KEEPALIVE_MINUTES", max(1, raw_minutes // 3)),
+        couchdb_poll_seconds=env_int("COUCHDB_POLL_SECONDS", 15),
+        automation_seconds=env_int("AUTOMATION_INTERVAL_SECONDS", 15),
+        pipeline_cron=os.environ.get("PIPELINE_CRON") or "0 * * * *",
+        alert_webhook_url=os.environ.get("ALERT_WEBHOOK_URL") or None,
+        alert_email_to=split_list(os.environ.get("ALERT_EMAIL_TO", "")),
+        smtp_host=os.environ.get("SMTP_HOST") or None,
+        smtp_port=smtp_port,
+        smtp_from=os.environ.get("SMTP_FROM") or None,
+        smtp_user=os.environ.get("SMTP_USER") or None,
+        smtp_password=os.environ.get("SMTP_PASSWORD") or None,
+        smtp_tls=(os.environ.get("SMTP_TLS") or default_smtp_tls(smtp_port)).lower(),
+        dagster_ui_url=(os.environ.get("DAGSTER_UI_URL") or DEMO_DAGSTER_UI_URL).rstrip("/"),
+        alert_sensor_seconds=env_int("ALERT_SENSOR_SECONDS", 30),
+        backup_dir=os.environ.get("BACKUP_DIR") or DEFAULT_BACKUP_DIR,
+        backup_keep=env_int("BACKUP_KEEP", 7),
+        backup_cron=os.environ.get("BACKUP_CRON") or "0 1 * * *",
+        reconcile_cron=os.environ.get("RECONCILE_CRON") or "0 2 * * *",
+        pg_bin_dir=os.environ.get("PG_BIN_DIR") or None,
+        backup_scratch_postgres_url=os.environ.get("BACKUP_SCRATCH_POSTGRES_URL") or None,
+        backup_scratch_couchdb_url=os.environ.get("BACKUP_SCRATCH_COUCHDB_URL") or None,
     )

@@ -7,6 +7,7 @@ stores, logs or puts into an error message ever holds them.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import ijson
 import requests
+import urllib3
 
 from cht_assets.couch.errors import CouchAuthError, CouchError, CouchUnavailable
 
@@ -22,6 +24,10 @@ CHUNK_BYTES = 256 * 1024
 # The top-level keys after "results" (last_seq, pending) fit easily in this many trailing bytes,
 # even with CouchDB 3's long opaque seqs.
 TAIL_BYTES = 2 * CHUNK_BYTES
+# Wall-clock limit on one `_changes` page, headers to last byte. The read timeout bounds each
+# socket read only: a server (or proxy) that drips a few bytes within every timeout would hold
+# a sync forever. Far above any real page (5 000 CHT docs arrive in seconds).
+PAGE_TIMEOUT = 600.0
 
 
 def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -64,17 +70,31 @@ class ChangesFeed:
 
     response: requests.Response
     db: str
+    deadline: float = float("inf")  # time.monotonic() by which the whole body must have arrived
     last_seq: str | None = None
     pending: int | None = None
     _tail: bytes = field(default=b"", repr=False)
 
     def chunks(self) -> Iterator[bytes]:
-        """The body in chunks, remembering its last bytes for the trailer."""
+        """The body in chunks, remembering its last bytes for the trailer. Raises
+        CouchUnavailable once the page's deadline has passed, however slowly bytes still come."""
+        raw = self.response.raw
         try:
-            for chunk in self.response.iter_content(CHUNK_BYTES):
+            while True:
+                # read1: whatever one socket read brings (blocking at most the read timeout),
+                # so the deadline is checked however slowly the body drips. iter_content would
+                # block until a whole chunk (256 kB) had arrived.
+                chunk = raw.read1(CHUNK_BYTES, decode_content=True)
+                if not chunk:
+                    break
+                if time.monotonic() > self.deadline:
+                    self.response.close()
+                    raise CouchUnavailable(
+                        f"CouchDB database '{self.db}': _changes page not received within its deadline"
+                    )
                 self._tail = (self._tail + chunk)[-TAIL_BYTES:]
                 yield chunk
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise CouchUnavailable(
                 f"CouchDB database '{self.db}': {type(exc).__name__} while reading _changes"
             ) from None
@@ -117,10 +137,12 @@ class CouchClient:
         *,
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
+        page_timeout: float = PAGE_TIMEOUT,
     ) -> None:
         self.server_url, auth = split_credentials(server_url)
         self.db = db
         self.timeout = (connect_timeout, timeout)
+        self.page_timeout = page_timeout
         self.session = requests.Session()
         self.session.auth = auth
         # Uncompressed: on a LAN, gzip costs both ends more CPU than it saves time.
@@ -209,8 +231,9 @@ class CouchClient:
             "include_docs": "true",
             "conflicts": "true",
         }
+        deadline = time.monotonic() + self.page_timeout
         response = self._request("GET", "/_changes", params=params, stream=True)
         try:
-            yield ChangesFeed(response, self.db)
+            yield ChangesFeed(response, self.db, deadline)
         finally:
             response.close()

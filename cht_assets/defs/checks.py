@@ -3,6 +3,9 @@
 Declared from each object's SQL header: a `unique_key` gets unique and not-null checks, an
 incremental table a parity check against its SQL run afresh (all blocking: a failure would feed
 wrong numbers downstream); `references: col -> relation.col` a referential check (WARN).
+After an incremental refresh, the key, parity and cast checks look at the rows of the docs that
+refresh maintained (which is what could have gone wrong), so checking costs what refreshing did;
+after a (re)build they look at everything.
 """
 
 import re
@@ -13,10 +16,10 @@ import psycopg
 
 from cht_assets.sqlgraph.model import SqlObject
 from cht_assets.warehouse import quality
-from cht_assets.warehouse.refresh import Buildable
+from cht_assets.warehouse.refresh import Buildable, RefreshResult
 
 REFERENCE = re.compile(r"^\s*(\w+)\s*->\s*(\w+)\.(\w+)\s*$")
-Runner = Callable[[psycopg.Connection, SqlObject, Buildable], quality.Finding]
+Runner = Callable[[psycopg.Connection, SqlObject, Buildable, RefreshResult], quality.Finding]
 
 
 def references(obj: SqlObject) -> list[tuple[str, str, str]]:
@@ -41,7 +44,7 @@ def declared_checks(obj: SqlObject) -> list[tuple[str, dg.AssetCheckSeverity, bo
                 "unique_key",
                 error,
                 True,
-                lambda c, o, b: quality.duplicate_keys(c, o.name, key),
+                lambda c, o, b, r: quality.duplicate_keys(c, o.name, key, b.doc_key, r.changed_ids),
                 f"{', '.join(key)} unique",
             )
         )
@@ -50,29 +53,29 @@ def declared_checks(obj: SqlObject) -> list[tuple[str, dg.AssetCheckSeverity, bo
                 "not_null_key",
                 error,
                 True,
-                lambda c, o, b: quality.null_keys(c, o.name, key),
+                lambda c, o, b, r: quality.null_keys(c, o.name, key, b.doc_key, r.changed_ids),
                 f"{', '.join(key)} not null",
             )
         )
     if obj.kind == "incremental":
         found.append(
-            ("parity", error, True, lambda c, o, b: quality.parity(c, o.name, b.sql, b.doc_key),
+            ("parity", error, True, lambda c, o, b, r: quality.parity(c, o.name, b.sql, b.doc_key, r.changed_ids),
              "rows equal the SQL run afresh over the raw docs")
         )  # fmt: skip
     if obj.config.get("cast_check"):
         found.append(
-            ("cast_failures", warn, False, lambda c, o, b: quality.cast_failures(c, b.cast_failures_sql),
-             "answers that are not valid for their field's type (stored as NULL)")
+            ("cast_failures", warn, False, lambda c, o, b, r: quality.cast_failures(c, b.cast_failures_sql, b.cast_failures_by_ids_sql, r.changed_ids),
+             "answers not valid for their field's type (stored as NULL), in the reports this refresh brought in")
         )  # fmt: skip
     if obj.config.get("xform_check"):
         found.append(
-            ("xforms_parse", warn, False, lambda c, o, b: quality.unreadable_forms(c),
+            ("xforms_parse", warn, False, lambda c, o, b, r: quality.unreadable_forms(c),
              "form definitions whose XForm cannot be read (no formview for them)")
         )  # fmt: skip
     for column, target, target_column in references(obj):
         found.append(
             (f"references_{column}", warn, False,
-             lambda c, o, b, col=column, t=target, tc=target_column: quality.dangling_references(c, o.name, col, t, tc),
+             lambda c, o, b, r, col=column, t=target, tc=target_column: quality.dangling_references(c, o.name, col, t, tc),
              f"{column} exists in {target}.{target_column}")
         )  # fmt: skip
     return found
@@ -86,11 +89,15 @@ def check_specs_for(obj: SqlObject, asset_key: dg.AssetKey) -> list[dg.AssetChec
 
 
 def run_checks(
-    conn: psycopg.Connection, obj: SqlObject, built: Buildable, log: dg.DagsterLogManager
+    conn: psycopg.Connection,
+    obj: SqlObject,
+    built: Buildable,
+    result: RefreshResult,
+    log: dg.DagsterLogManager,
 ) -> list[dg.AssetCheckResult]:
     results = []
     for name, severity, _, runner, _ in declared_checks(obj):
-        finding = runner(conn, obj, built)
+        finding = runner(conn, obj, built, result)
         if finding.count:
             log.warning(f"{obj.name}: check {name} found {finding.count} (e.g. {finding.examples[:3]})")
         results.append(

@@ -215,7 +215,7 @@ def view_asset(graph: SqlGraph, view: ViewObject, all_views: dict[str, ViewObjec
             built = view.build_for(conn)
             result = refresh(conn, built, [(d.obj.name, partial(d.build_for, conn)) for d in dependents])
             context.log.info(describe(result))
-            check_results = checks.run_checks(conn, obj, built, context.log)
+            check_results = checks.run_checks(conn, obj, built, result, context.log)
             metadata: dict = {
                 "mode": result.mode,
                 "changed_docs": max(result.changed_docs, 0),

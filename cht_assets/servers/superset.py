@@ -47,7 +47,6 @@ PACKAGES = (
 INSTALL_MARKER = ".cht-installed"
 
 
-
 # Secrets of the pipeline that Superset's processes must not inherit.
 SERVER_NEEDS_NOT = (
     "SUPERSET_PASSWORD",

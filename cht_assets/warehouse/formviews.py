@@ -148,23 +148,29 @@ def columns_for(
     return columns
 
 
-def formview_sql(spec: FormviewSpec, xform: XForm, columns: list[Column]) -> tuple[str, str]:
-    """The formview's SELECT and its cast-failure query."""
+def formview_sql(spec: FormviewSpec, xform: XForm, columns: list[Column]) -> tuple[str, str, str]:
+    """The formview's SELECT, and its cast-failure query over all docs and over bound ids."""
     if spec.repeat is None:
-        return formview_select(spec.form_id, columns), cast_failures_select(spec.form_id, columns)
-    enclosing = xform.enclosing_repeats(spec.repeat)
+        select = formview_select(spec.form_id, columns)
+        options: dict = {}
+    else:
+        options = {"repeat": spec.repeat, "enclosing": xform.enclosing_repeats(spec.repeat)}
+        select = formview_repeat_select(spec.form_id, spec.repeat, columns, enclosing=options["enclosing"])
     return (
-        formview_repeat_select(spec.form_id, spec.repeat, columns, enclosing=enclosing),
-        cast_failures_select(spec.form_id, columns, repeat=spec.repeat, enclosing=enclosing),
+        select,
+        cast_failures_select(spec.form_id, columns, **options),
+        cast_failures_select(spec.form_id, columns, **options, doc_ids_param="%(ids)s"),
     )
 
 
 def build_formview(conn: psycopg.Connection, spec: FormviewSpec, *, remember: bool = True) -> Buildable:
     """The formview as it must be now (the form may have changed since the code loaded)."""
     xform = current_xform(conn, spec)
-    select, failures = formview_sql(spec, xform, columns_for(conn, spec, xform, remember=remember))
+    select, failures, failures_by_ids = formview_sql(
+        spec, xform, columns_for(conn, spec, xform, remember=remember)
+    )
     indexes = (("reported",), ("submitter_uuid",), ("patient_uuid",)) if spec.repeat is None else ()
     return Buildable(
         spec.view, LAYER, "incremental", select, code_version(select), spec.unique_key, spec.doc_key, indexes,
-        cast_failures_sql=failures,
+        cast_failures_sql=failures, cast_failures_by_ids_sql=failures_by_ids,
     )  # fmt: skip

@@ -31,8 +31,10 @@ class Buildable:
     unique_key: tuple[str, ...] = ("uuid",)
     doc_key: str = "uuid"
     indexes: tuple[tuple[str, ...], ...] = field(default_factory=tuple)
-    # A query counting values that failed their type cast (generated formviews), for a check.
+    # Queries counting values that failed their type cast (generated formviews), for a check:
+    # over all docs, and over the docs whose ids are bound to %(ids)s.
     cast_failures_sql: str = ""
+    cast_failures_by_ids_sql: str = ""
 
 
 # The objects downstream of one, in build order, each with a way to produce its SQL: only
@@ -48,6 +50,8 @@ class RefreshResult:
     changed_docs: int
     row_count: int | None
     seconds: float
+    # The doc ids an incremental refresh maintained; None when the whole object was (re)built.
+    changed_ids: tuple[str, ...] | None = None
 
 
 def relation_kind(conn: psycopg.Connection, name: str) -> str | None:
@@ -151,51 +155,59 @@ def changed_doc_ids(conn: psycopg.Connection, after: int, upto: int) -> list[str
 
 
 def refresh_incremental(
-    conn: psycopg.Connection, obj: Buildable, dependents: Sequence[Buildable]
-) -> tuple[str, int]:
+    conn: psycopg.Connection, obj: Buildable, dependents: Dependents
+) -> tuple[str, tuple[str, ...] | None]:
+    """Rebuild when the table is missing or its SQL changed; else delete and re-insert the rows
+    of the docs that changed since the last refresh. Returns the mode and those doc ids."""
     upto = committed_change_seq(conn)
     with conn.transaction():
         lock(conn, obj.name)
         state = read_state(conn, obj.name)
         current = relation_kind(conn, obj.name) == "r" and state and state.code_version == obj.code_version
+        ids: tuple[str, ...] | None = None
         if not current:
-            mode, changed = rebuild_table(conn, obj, dependents), -1
+            mode = rebuild_table(conn, obj, dependents)
         else:
-            ids = changed_doc_ids(conn, state.change_seq, upto)
-            changed = len(ids)
+            ids = tuple(changed_doc_ids(conn, state.change_seq, upto))
             if not ids:
                 mode = "unchanged"
-            elif changed > FULL_REFRESH_SHARE * max(count_rows(conn, obj.name), 1):
-                mode = rebuild_table(conn, obj, dependents)
+            elif len(ids) > FULL_REFRESH_SHARE * max(count_rows(conn, obj.name), 1):
+                mode, ids = rebuild_table(conn, obj, dependents), None
             else:
                 table, key = quote_ident(obj.name), quote_ident(obj.doc_key)
-                conn.execute(f"DELETE FROM {table} WHERE {key} = ANY(%s)", (ids,))
-                conn.execute(
-                    f"INSERT INTO {table} SELECT * FROM ({obj.sql}) AS m WHERE m.{key} = ANY(%s)", (ids,)
-                )
+                conn.execute(f"DELETE FROM {table} WHERE {key} = ANY(%s)", (list(ids),))
+                conn.execute(f"INSERT INTO {table} {keyed_select(obj)}", (list(ids),))
                 mode = "incremental"
         save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, upto, None)
-    return mode, changed
+    return mode, ids
+
+
+def keyed_select(obj: Buildable) -> str:
+    """The object's rows for the doc ids bound as the one parameter. Names from documents may
+    hold `%`, which psycopg would read as a placeholder: escaped."""
+    return f"SELECT * FROM ({obj.sql.replace('%', '%%')}) AS m WHERE m.{quote_ident(obj.doc_key)} = ANY(%s)"
 
 
 def refresh(conn: psycopg.Connection, obj: Buildable, dependents: Dependents = ()) -> RefreshResult:
-    """Bring `obj` up to date; `dependents` are the objects downstream of it, in build order."""
+    """Bring `obj` up to date; `dependents` are the objects downstream of it, in build order.
+    Views are not counted: that would run them in full on every refresh."""
     started = time.monotonic()
-    changed = 0
+    ids: tuple[str, ...] | None = None
+    rows: int | None = None
     if obj.kind == "function":
         with conn.transaction():
             lock(conn, obj.name)
             conn.execute(obj.sql)
-        mode, rows = "replaced", None
+        mode = "replaced"
     elif obj.kind == "view":
         mode = refresh_view(conn, obj, dependents)
-        rows = count_rows(conn, obj.name)
     elif obj.kind == "incremental":
-        mode, changed = refresh_incremental(conn, obj, dependents)
+        mode, ids = refresh_incremental(conn, obj, dependents)
         rows = count_rows(conn, obj.name)
     else:
         raise ValueError(f"{obj.name}: unknown kind {obj.kind!r} (view, incremental or function)")
     if obj.kind != "incremental":
         with conn.transaction():
             save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, 0, rows)
-    return RefreshResult(obj.name, mode, changed, rows, time.monotonic() - started)
+    changed = -1 if ids is None else len(ids)
+    return RefreshResult(obj.name, mode, changed, rows, time.monotonic() - started, ids)

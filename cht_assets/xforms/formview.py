@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -292,8 +293,12 @@ def cast_failures_select(
     *,
     repeat: NodePath | None = None,
     enclosing: Sequence[NodePath] = (),
+    doc_ids_param: str | None = None,
 ) -> str:
-    """A query returning one row per typed column — (`column_name`, `sql_type`, `failures`,
+    """With `doc_ids_param` (a psycopg placeholder such as `%(ids)s`), only the reports whose
+    `_id` is in the array bound to it are checked, and every other `%` is escaped.
+
+    A query returning one row per typed column — (`column_name`, `sql_type`, `failures`,
     `examples`) — where `failures` counts the reports (repeat elements) whose raw value is
     not blank but whose cast is NULL, and `examples` is a jsonb array of up to 3
     `{"uuid", "value"}` (plus `"repeat_index"` for a repeat) objects. The main view also
@@ -323,6 +328,9 @@ def cast_failures_select(
             "SELECT NULL::text AS column_name, NULL::text AS sql_type, 0::bigint AS failures, "
             "'[]'::jsonb AS examples WHERE false"
         )
+    # A random marker stands for the placeholder while `%` in names is escaped: a name cannot
+    # forge it.
+    marker = f"__cht_doc_ids_{secrets.token_hex(8)}__" if doc_ids_param else None
     # Parallel unnest() in the select list rather than a LATERAL (VALUES ...): the planner
     # would put a Memoize keyed on the whole doc in front of a LATERAL, hashing every report.
     checked = _select(
@@ -334,12 +342,13 @@ def cast_failures_select(
         ],
         joins,
         form_id,
+        scoped_to=marker,
     )
     targets = ",\n        ".join(
         f"({n}, {quote_literal(name)}, {quote_literal(sql_type)})"
         for n, (name, sql_type, _, _) in enumerate(checks, start=1)
     )
-    return (
+    query = (
         f"WITH checked AS (\n{checked}\n),\n"
         "failed AS (\n"
         f"    SELECT c.ordinal, jsonb_build_object({example}, 'value', c.raw_value) AS example,\n"
@@ -355,14 +364,21 @@ def cast_failures_select(
         "GROUP BY t.ordinal, t.column_name, t.sql_type\n"
         "ORDER BY t.ordinal"
     )
+    if marker and doc_ids_param:
+        return query.replace("%", "%%").replace(marker, doc_ids_param)
+    return query
 
 
-def _select(select_list: Sequence[str], joins: Sequence[str], form_id: str) -> str:
+def _select(
+    select_list: Sequence[str], joins: Sequence[str], form_id: str, scoped_to: str | None = None
+) -> str:
     conditions = [
         "d.doc ->> 'type' = 'data_record'",
         f"d.doc ->> 'form' = {quote_literal(form_id)}",
         "NOT d._deleted",
     ]
+    if scoped_to:
+        conditions.append(f"d._id = ANY({scoped_to})")
     lines = ["SELECT", "    " + ",\n    ".join(select_list), f"FROM {quote_qualified(*RAW_DOCS)} AS d"]
     lines += joins
     lines.append("WHERE " + "\n    AND ".join(conditions))

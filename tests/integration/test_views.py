@@ -189,7 +189,7 @@ def test_column_schema_and_lineage_metadata(deployment: Deployment) -> None:
     assert types["geolocation_latitude"] == "numeric"
     lineage = metadata(result, "contactview_hospital")["dagster/column_lineage"]
     assert lineage.deps_by_column["uuid"][0].asset_key.path == ["contactviews", "contactview_metadata"]
-    assert isinstance(metadata(result, "useview_data_freshness")["dagster/row_count"], int)
+    assert metadata(result, "contactview_metadata")["dagster/row_count"] > 0
     assert query(
         deployment.pg_url, "SELECT count(*) > 0 FROM useview_refresh_status WHERE refreshed_at <= now()"
     ) == [(True,)]

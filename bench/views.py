@@ -1,0 +1,121 @@
+"""View-layer benchmark: a full build of every view against an incremental refresh.
+
+With ~200 000 generated docs synced: (a) full build of every object of the view layers from
+scratch; (b) 1 % of the docs edited or deleted in CouchDB, then sync + refresh; prints b / a
+(target <= 0.05) and each layer's time in both runs.
+
+    .venv/bin/python bench/views.py [--docs 200000] [--share 0.01]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from cht_assets.couch.client import CouchClient
+from cht_assets.defs.raw import build_raw_assets
+from cht_assets.defs.resources import CouchDBResource, PostgresResource
+from cht_assets.defs.views import build_view_assets
+from cht_assets.demo.generator import DATABASES, generate
+from cht_assets.demo.loader import couch_clients, database_name, load_deployment
+from cht_assets.servers.couchdb import start_pouchdb_server
+from cht_assets.servers.postgres import ensure_database, start_embedded_postgres
+
+SEED = 20261125
+
+
+def households_for(total_docs: int) -> int:
+    per_household = sum(generate(SEED, 1000).estimate_counts().values()) / 1000
+    return max(1, round(total_docs / per_household))
+
+
+def run(assets: list, resources: dict, instance: dg.DagsterInstance) -> tuple[float, dict[str, float]]:
+    """Wall time of one materialization and the time of each layer (sum of its steps)."""
+    started = time.monotonic()
+    result = dg.materialize(assets, resources=resources, instance=instance)
+    wall = time.monotonic() - started
+    layers: dict[str, float] = collections.defaultdict(float)
+    for event in result.get_asset_materialization_events():
+        seconds = event.materialization.metadata.get("duration_seconds")
+        if seconds is not None:
+            layers[event.asset_key.path[0]] += seconds.value
+    return wall, dict(layers)
+
+
+def touch(client: CouchClient, share: float, rng: random.Random) -> tuple[int, int]:
+    """Edit half and delete half of `share` of the docs of one database."""
+    rows = client._request("GET", "/_all_docs").json()["rows"]
+    chosen = [row["id"] for row in rows if not row["id"].startswith("_design/") and rng.random() < share]
+    docs = client._request(
+        "POST", "/_all_docs", params={"include_docs": "true"}, json={"keys": chosen}
+    ).json()["rows"]
+    changed = []
+    for index, row in enumerate(docs):
+        doc = row["doc"]
+        if index % 2:
+            changed.append({"_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True})
+        else:
+            changed.append({**doc, "bench_edited": True, "name": f"{doc.get('name', '')} (edited)"})
+    for start in range(0, len(changed), 2000):
+        client.bulk_docs(changed[start : start + 2000])
+    return len(changed) - len(changed) // 2, len(changed) // 2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--docs", type=int, default=200_000)
+    parser.add_argument("--share", type=float, default=0.01)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-views-"))
+    pg = start_embedded_postgres(workdir / "pg")
+    couch = start_pouchdb_server(workdir / "couch")
+    try:
+        ensure_database(pg.url(), "bench")
+        pg_url = pg.url("bench")
+        os.environ.update(COUCHDB_URL=couch.url, POSTGRES_URL=pg_url, COUCHDB_DBS=",".join(DATABASES))
+        households = households_for(args.docs)
+        started = time.monotonic()
+        report = load_deployment(couch_clients(couch.url), (SEED, households))
+        print(
+            f"loaded {report.written:,} docs ({households:,} households) in {time.monotonic() - started:.0f}s",
+            flush=True,
+        )
+        resources = {"couchdb": CouchDBResource(url=couch.url), "postgres": PostgresResource(url=pg_url)}
+        with dg.instance_for_test() as instance:
+            sync_wall, _ = run(build_raw_assets(), resources, instance)
+            print(f"initial sync {sync_wall:.1f}s", flush=True)
+            views = build_view_assets()  # now the forms are synced: formviews included
+            full_wall, full_layers = run(views, resources, instance)
+            print(f"(a) full build of {len(views)} objects: {full_wall:.1f}s", flush=True)
+            edited, deleted = touch(
+                CouchClient(couch.url, database_name("medic", "medic")), args.share, random.Random(1)
+            )
+            print(f"edited {edited:,} and deleted {deleted:,} docs of medic in CouchDB", flush=True)
+            incr_sync, _ = run(build_raw_assets(), resources, instance)
+            incr_views, incr_layers = run(views, resources, instance)
+    finally:
+        couch.stop()
+        pg.stop()
+    incremental = incr_sync + incr_views
+    full_work, incr_work = sum(full_layers.values()), sum(incr_layers.values())
+    print(f"(b) sync {incr_sync:.1f}s + refresh {incr_views:.1f}s = {incremental:.1f}s")
+    print(
+        f"b / a (wall, Dagster's per-step overhead included) = {incremental / full_wall:.3f}  (target <= 0.05)"
+    )
+    print(f"b / a (work: the steps' own time) = {(incr_sync + incr_work) / full_work:.3f}")
+    print(f"{'layer':<14} {'full (s)':>9} {'incremental (s)':>16}")
+    for layer in sorted(full_layers):
+        print(f"{layer:<14} {full_layers[layer]:>9.2f} {incr_layers.get(layer, 0.0):>16.2f}")
+
+
+if __name__ == "__main__":
+    main()
