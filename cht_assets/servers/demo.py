@@ -35,40 +35,31 @@ def say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def demo_port(url: str) -> int:
-    return urlsplit(url).port or 0
+def demo_port(url: str, variable: str) -> int:
+    """The port of a demo service, which must be free: else the user should point `variable`
+    at the running service (or stop the other demo)."""
+    port = urlsplit(url).port or 0
+    if port_open("127.0.0.1", port):
+        raise SystemExit(f"port {port} is taken: another demo running? set {variable} to use your own")
+    return port
 
 
 def start_services(stops: list[Callable[[], None]]) -> dict[str, str]:
-    """Start embedded PostgreSQL and pouchdb-server unless POSTGRES_URL / COUCHDB_URL are set."""
+    """Start embedded PostgreSQL, pouchdb-server and Superset unless their URLs are set."""
     env: dict[str, str] = {}
     if not os.environ.get("POSTGRES_URL"):
-        port = demo_port(DEMO_POSTGRES_URL)
-        if port_open("127.0.0.1", port):
-            raise SystemExit(
-                f"port {port} is taken: another demo running? set POSTGRES_URL to use your own server"
-            )
-        server = start_embedded_postgres(DEMO_DIR / "postgres", port)
+        server = start_embedded_postgres(DEMO_DIR / "postgres", demo_port(DEMO_POSTGRES_URL, "POSTGRES_URL"))
         stops.append(server.stop)
         ensure_database(server.url(), urlsplit(DEMO_POSTGRES_URL).path.lstrip("/"))
-        say(f"PostgreSQL 18 (embedded) on 127.0.0.1:{port}, data in {DEMO_DIR / 'postgres'}")
+        say(f"PostgreSQL 18 (embedded) on 127.0.0.1:{server.port}, data in {DEMO_DIR / 'postgres'}")
         env["POSTGRES_URL"] = DEMO_POSTGRES_URL
     if not os.environ.get("COUCHDB_URL"):
-        port = demo_port(DEMO_COUCHDB_URL)
-        if port_open("127.0.0.1", port):
-            raise SystemExit(
-                f"port {port} is taken: another demo running? set COUCHDB_URL to use your own server"
-            )
-        couch = start_pouchdb_server(DEMO_DIR / "couchdb", port)
+        couch = start_pouchdb_server(DEMO_DIR / "couchdb", demo_port(DEMO_COUCHDB_URL, "COUCHDB_URL"))
         stops.append(couch.stop)
         say(f"pouchdb-server on {couch.url}, data in {DEMO_DIR / 'couchdb'}")
         env["COUCHDB_URL"] = DEMO_COUCHDB_URL
     if not os.environ.get("SUPERSET_URL"):
-        port = demo_port(DEMO_SUPERSET_URL)
-        if port_open("127.0.0.1", port):
-            raise SystemExit(
-                f"port {port} is taken: another demo running? set SUPERSET_URL to use your own Superset"
-            )
+        port = demo_port(DEMO_SUPERSET_URL, "SUPERSET_URL")
         postgres_url = env.get("POSTGRES_URL") or os.environ["POSTGRES_URL"]
         ensure_database(postgres_url, SUPERSET_METADATA_DB)
         metadata_url = psycopg.conninfo.make_conninfo(postgres_url, dbname=SUPERSET_METADATA_DB)

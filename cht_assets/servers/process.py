@@ -58,8 +58,14 @@ def stop_pid(pid: int, *, sig: int = signal.SIGTERM, timeout: float = 20.0) -> N
 
 
 def spawn(
-    command: list[str], *, log: Path, cwd: Path | None = None, user: str | None = None
+    command: list[str],
+    *,
+    log: Path,
+    cwd: Path | None = None,
+    user: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
+    """Start a server with its output in `log`; `env` None inherits ours."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         return subprocess.Popen(
@@ -69,5 +75,6 @@ def spawn(
             stdin=subprocess.DEVNULL,
             cwd=cwd,
             user=user,
+            env=env,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, not the server directly
         )

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode
 import psycopg
 import requests
 
-from cht_assets.servers.process import free_port, stop_pid, wait_until
+from cht_assets.servers.process import free_port, spawn, stop_pid, wait_until
 from cht_assets.settings import load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -238,7 +238,7 @@ def start_superset(
         "--no-control-socket",  # its default path is per user: two servers would share it
         "superset.app:create_app()",
     ]  # fmt: skip
-    process = _spawn_with_env(command, log, superset_env(venv_dir, home_dir, metadata_db_url))
+    process = spawn(command, log=log, env=superset_env(venv_dir, home_dir, metadata_db_url))
     server = SupersetServer(f"http://127.0.0.1:{port}", process.pid, home_dir, log)
     try:
         wait_until(
@@ -255,20 +255,6 @@ def _alive(process: subprocess.Popen, log: Path) -> bool:
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         raise SupersetError(f"Superset exited with code {process.returncode} before answering\n{tail}")
     return True
-
-
-def _spawn_with_env(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
-    """Like process.spawn, with Superset's environment (process.spawn inherits ours)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
 
 
 # --- CLI ---------------------------------------------------------------------------------------
