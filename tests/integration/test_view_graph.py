@@ -1,0 +1,59 @@
+"""The SQL folder as a graph: load errors name file and line; a failing object fails alone."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from cht_assets.defs import views
+from cht_assets.defs.raw import build_raw_assets
+from cht_assets.defs.resources import CouchDBResource, PostgresResource
+from cht_assets.sqlgraph.errors import SqlGraphError
+from tests.integration.pipeline import new_deployment
+
+
+@pytest.fixture
+def sql_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "sql"
+    shutil.copytree(views.SQL_ROOT, root)
+    monkeypatch.setattr(views, "SQL_ROOT", root)
+    return root
+
+
+def test_broken_sql_fails_loading_with_file_and_line(sql_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSTGRES_URL", "postgresql://nobody@127.0.0.1:1/none")  # no formviews: load only
+    broken = sql_root / "useviews" / "useview_broken.sql"
+    broken.write_text("-- materialized: view\nSELECT uuid,\n  FROM WHERE contactview_metadata (\n")
+    with pytest.raises(SqlGraphError) as raised:
+        views.build_view_assets()
+    assert str(broken) in str(raised.value) and ":3" in str(raised.value)
+
+    broken.write_text("-- materialized: view\nSELECT uuid\nFROM contactview_nowhere\n")
+    with pytest.raises(SqlGraphError, match=r"useview_broken\.sql:3: unknown relation 'contactview_nowhere'"):
+        views.build_view_assets()
+
+
+def test_one_failing_object_fails_alone(sql_root: Path, couch_server, pg_url: str, monkeypatch) -> None:
+    (sql_root / "useviews" / "useview_broken.sql").write_text(
+        "-- materialized: view\nSELECT uuid, no_such_column FROM contactview_metadata\n"
+    )
+    (sql_root / "useviews" / "useview_after_broken.sql").write_text(
+        "-- materialized: view\nSELECT uuid FROM useview_broken\n"
+    )
+    deployment = new_deployment(couch_server.url, pg_url, monkeypatch)
+    for suffix in ("", "-sentinel", "-users-meta", "-logs"):
+        deployment.client(suffix).create_db()
+    deployment.client().bulk_docs([{"_id": "hc", "type": "health_center", "name": "Area"}])
+    resources = {"couchdb": CouchDBResource(url=couch_server.url), "postgres": PostgresResource(url=pg_url)}
+    with dg.instance_for_test() as instance:
+        assets = [*build_raw_assets(), *views.build_view_assets()]
+        result = dg.materialize(assets, resources=resources, instance=instance, raise_on_error=False)
+    failed = {event.step_key for event in result.get_step_failure_events()}
+    done = {event.asset_key.path[-1] for event in result.get_asset_materialization_events()}
+    # useview_pregnancy reads formview_pregnancy, which exists once a pregnancy form is synced.
+    assert failed == {"useviews__useview_broken", "useviews__useview_pregnancy"}
+    assert "useview_after_broken" not in done  # skipped: its upstream failed
+    assert {"contactview_metadata", "contactview_hierarchy", "useview_chw_activity", "form_metadata"} <= done
