@@ -7,7 +7,9 @@ RETURNS date
 LANGUAGE plpgsql
 IMMUTABLE
 STRICT
-PARALLEL SAFE
+-- UNSAFE, not SAFE: its EXCEPTION block needs a subtransaction, which no process of a parallel
+-- query may start (the leader included: RESTRICTED is not enough).
+PARALLEL UNSAFE
 AS $$
 DECLARE
   parts text[];

@@ -5,7 +5,9 @@ RETURNS integer
 LANGUAGE plpgsql
 IMMUTABLE
 STRICT
-PARALLEL SAFE
+-- UNSAFE, not SAFE: its EXCEPTION block needs a subtransaction, which no process of a parallel
+-- query may start (the leader included: RESTRICTED is not enough).
+PARALLEL UNSAFE
 AS $$
 BEGIN
   -- Decimal digits only: PostgreSQL 16+ would also take '0x1F' or '1_000', 15 would not.

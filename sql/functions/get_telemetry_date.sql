@@ -5,7 +5,9 @@ CREATE OR REPLACE FUNCTION get_telemetry_date(app_version text, year text, month
 RETURNS date
 LANGUAGE plpgsql
 IMMUTABLE
-PARALLEL SAFE
+-- UNSAFE, not SAFE: its EXCEPTION block needs a subtransaction, which no process of a parallel
+-- query may start (the leader included: RESTRICTED is not enough).
+PARALLEL UNSAFE
 AS $$
 DECLARE
   version_parts integer[];
