@@ -33,7 +33,8 @@ SEED = 20261125
 
 def households_for(total_docs: int) -> int:
     per_household = sum(generate(SEED, 1000).estimate_counts().values()) / 1000
-    return max(1, round(total_docs / per_household))
+    # The estimate comes from a sample of small deployments and runs low by ~15 %: aim above.
+    return max(1, round(1.2 * total_docs / per_household))
 
 
 def run(assets: list, resources: dict, instance: dg.DagsterInstance) -> tuple[float, dict[str, float]]:
