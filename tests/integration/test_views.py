@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 from datetime import date
 from typing import Any
 
@@ -193,3 +194,39 @@ def test_column_schema_and_lineage_metadata(deployment: Deployment) -> None:
     assert query(
         deployment.pg_url, "SELECT count(*) > 0 FROM useview_refresh_status WHERE refreshed_at <= now()"
     ) == [(True,)]
+
+
+BIND_TYPES = {"int": ["integer"], "decimal": ["numeric"], "date": ["date"],
+              "dateTime": ["timestamp with time zone"], "select": ["text[]"], "geopoint": ["numeric", "numeric"]}  # fmt: skip
+KEY_COLUMNS = {"uuid", "reported", "form_version", "submitter_uuid", "submitter_parent_uuid", "patient_uuid",
+               "patient_id", "parent_uuid", "repeat_index", "outer_repeat_index"}  # fmt: skip
+
+
+def test_every_demo_form_gets_formviews_typed_by_its_binds(deployment: Deployment) -> None:
+    """Counted independently: the typed binds of each demo XForm (a regex over the XML) against
+    the typed columns of its formview and repeat views in the database."""
+    materialize(deployment)
+    forms = [d for d in deployment.docs() if d.get("type") == "form"]
+    assert len(forms) == 5
+    columns = query(
+        deployment.pg_url,
+        "SELECT table_name, column_name, format_type(a.atttypid, a.atttypmod) FROM information_schema.columns c "
+        "JOIN pg_attribute a ON a.attrelid = ('public.' || quote_ident(c.table_name))::regclass "
+        "AND a.attname = c.column_name WHERE c.table_schema = 'public' AND c.table_name LIKE 'formview\\_%'",
+    )
+    for form in forms:
+        form_id = form["internalId"]
+        xml = deployment.client().get_attachment(form["_id"], "xml").decode()
+        expected = collections.Counter(
+            sql_type
+            for bind_type in re.findall(r'<bind\b[^>]*\btype="(?:xsd:)?([A-Za-z:]+)"', xml)
+            for sql_type in BIND_TYPES.get(bind_type, [])
+        )
+        actual = collections.Counter(
+            sql_type
+            for table, column, sql_type in columns
+            if (table == f"formview_{form_id}" or table.startswith(f"formview_{form_id}__"))
+            and column not in KEY_COLUMNS
+            and sql_type != "text"
+        )
+        assert actual == expected, form_id
