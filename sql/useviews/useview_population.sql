@@ -1,5 +1,5 @@
 -- materialized: view
--- description: Living persons by sex and age band per area (the parent of their household), with households counted; household = a place of the lowest place type.
+-- description: Living persons by sex and age band (00-04, 05-14, 15-49, 50+: zero-padded so they sort) per area (the parent of their household), with households counted; household = a place of the lowest place type.
 WITH leaf_types AS (
   SELECT t.id
   FROM contactview_contact_type AS t
@@ -14,8 +14,8 @@ persons AS (
     coalesce(nullif(person.sex, ''), 'unknown') AS sex,
     CASE
       WHEN person.date_of_birth IS NULL THEN 'unknown'
-      WHEN age(current_date, person.date_of_birth) < interval '5 years' THEN '0-4'
-      WHEN age(current_date, person.date_of_birth) < interval '15 years' THEN '5-14'
+      WHEN age(current_date, person.date_of_birth) < interval '5 years' THEN '00-04'
+      WHEN age(current_date, person.date_of_birth) < interval '15 years' THEN '05-14'
       WHEN age(current_date, person.date_of_birth) < interval '50 years' THEN '15-49'
       ELSE '50+'
     END AS age_band,

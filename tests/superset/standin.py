@@ -36,7 +36,7 @@ PLACES = {uuid: (name, parent) for uuid, name, parent in DISTRICTS + HEALTH_CENT
 FORMS = ("pregnancy", "delivery", "assessment")
 WEEKS = [date(2026, 9, 7) + timedelta(weeks=n) for n in range(6)]  # Mondays
 SEXES = ("female", "male")
-AGE_BANDS = ("0-4", "5-14", "15-49", "50+")
+AGE_BANDS = ("00-04", "05-14", "15-49", "50+")
 
 HIERARCHY_COLUMNS = [
     ("area_uuids", "text[]"),

@@ -97,7 +97,7 @@ def test_headline_numbers_match_python(
     population = rows["useview_population"]
     assert number("population", "Persons") == sum(r["persons"] for r in population)
     assert number("population", "Children under 5") == sum(
-        r["persons"] for r in population if r["age_band"] == "0-4"
+        r["persons"] for r in population if r["age_band"] == "00-04"
     )
     by_sex = admin.get(f"/api/v1/chart/{chart_ids(admin, 'population')['Persons by sex']}/data/")["result"][
         0
