@@ -7,7 +7,7 @@ A `.env` file in the working directory is read first; real environment variables
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -74,13 +74,13 @@ class OpsSettings:
     couchdb_poll_seconds: int
     automation_seconds: int
     pipeline_cron: str
-    alert_webhook_url: str | None
+    alert_webhook_url: str | None = field(repr=False)  # its path is the secret
     alert_email_to: tuple[str, ...]
     smtp_host: str | None
     smtp_port: int
     smtp_from: str | None
     smtp_user: str | None
-    smtp_password: str | None
+    smtp_password: str | None = field(repr=False)
     smtp_tls: str
     dagster_ui_url: str
     alert_sensor_seconds: int
@@ -89,8 +89,8 @@ class OpsSettings:
     backup_cron: str
     reconcile_cron: str
     pg_bin_dir: str | None
-    backup_scratch_postgres_url: str | None
-    backup_scratch_couchdb_url: str | None
+    backup_scratch_postgres_url: str | None = field(repr=False)
+    backup_scratch_couchdb_url: str | None = field(repr=False)
 
 
 def env_int(name: str, default: int) -> int:

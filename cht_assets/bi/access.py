@@ -21,6 +21,7 @@ computed as a diff against the catalog, so a rerun changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -360,6 +361,7 @@ class GrantChanges:
     granted: tuple[str, ...] = ()
     revoked: tuple[str, ...] = ()
     relations: int = 0
+    warnings: tuple[str, ...] = ()
 
 
 def view_relations(
@@ -456,7 +458,55 @@ def sync_database_roles(
     for role in (roles.superset, roles.analyst):
         ensure_pg_role(conninfo, role)
         changes.append(sync_pg_grants(conninfo, role.name, allowed))
+    changes.append(restrict_public(conninfo))
     return changes
+
+
+# Functions that create large objects: persistent writes any role may make through PUBLIC.
+LARGE_OBJECT_WRITERS = (
+    "lo_create(oid)",
+    "lo_creat(integer)",
+    "lo_from_bytea(oid, bytea)",
+    "lo_import(text)",
+    "lo_import(text, oid)",
+)
+
+
+def restrict_public(conninfo: str) -> GrantChanges:
+    """Take from PUBLIC the two writes every role has by default: temporary tables (TEMPORARY on
+    the database) and large objects. A read-only role may switch default_transaction_read_only
+    off in its own session, and then nothing but these defaults is left to stop it (found by
+    tests/hostile); neither can be revoked from one role while PUBLIC holds it. The role running
+    this keeps TEMPORARY (the replication stages pages in temp tables). Revoking on pg_catalog's
+    functions needs a superuser: what could not be done is returned as warnings."""
+    revoked: list[str] = []
+    warnings: list[str] = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        database = quote_ident(conn.execute("SELECT current_database()").fetchone()[0])
+        temp_check = "SELECT has_database_privilege('public', current_database(), 'TEMPORARY')"
+        if conn.execute(temp_check).fetchone()[0]:
+            try:
+                conn.execute(f"GRANT TEMPORARY ON DATABASE {database} TO CURRENT_USER")
+                conn.execute(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC")
+            except psycopg.errors.InsufficientPrivilege:
+                pass
+            if conn.execute(temp_check).fetchone()[0]:
+                warnings.append("PUBLIC keeps TEMPORARY on the database: revoke it as its owner")
+            else:
+                revoked.append("TEMPORARY on the database from PUBLIC")
+        for function in LARGE_OBJECT_WRITERS:
+            check = "SELECT has_function_privilege('public', %s, 'EXECUTE')"
+            name = f"pg_catalog.{function}"
+            if not conn.execute(check, (name,)).fetchone()[0]:
+                continue
+            # Without the privilege PostgreSQL may only warn, hence the second look.
+            with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"REVOKE EXECUTE ON FUNCTION {name} FROM PUBLIC")
+            if conn.execute(check, (name,)).fetchone()[0]:
+                warnings.append(f"PUBLIC keeps EXECUTE on {name}: revoke it as a superuser")
+            else:
+                revoked.append(f"EXECUTE on {name} from PUBLIC")
+    return GrantChanges("PUBLIC", (), tuple(revoked), 0, tuple(warnings))
 
 
 # --- Superset roles, users and RLS -------------------------------------------------------------
@@ -662,6 +712,7 @@ def provision_access(
         plan.append((manager, names, uuids))
 
     report.grants = sync_database_roles(conninfo, db_roles or DbRoles.from_env(env), config, datasets)
+    report.warnings += [warning for grants in report.grants for warning in grants.warnings]
 
     roles = roles_by_name(client)
     if BASE_ROLE not in roles:

@@ -73,18 +73,20 @@ class ChangesFeed:
     deadline: float = float("inf")  # time.monotonic() by which the whole body must have arrived
     last_seq: str | None = None
     pending: int | None = None
-    _tail: bytes = field(default=b"", repr=False)
+    _tail: bytearray = field(default_factory=bytearray, repr=False)
 
     def chunks(self) -> Iterator[bytes]:
         """The body in chunks, remembering its last bytes for the trailer. Raises
         CouchUnavailable once the page's deadline has passed, however slowly bytes still come."""
         raw = self.response.raw
+        if hasattr(raw, "decode_content"):  # a urllib3 response: decode gzip as iter_content did
+            raw.decode_content = True
         try:
             while True:
                 # read1: whatever one socket read brings (blocking at most the read timeout),
                 # so the deadline is checked however slowly the body drips. iter_content would
                 # block until a whole chunk (256 kB) had arrived.
-                chunk = raw.read1(CHUNK_BYTES, decode_content=True)
+                chunk = raw.read1(CHUNK_BYTES)
                 if not chunk:
                     break
                 if time.monotonic() > self.deadline:
@@ -92,7 +94,9 @@ class ChangesFeed:
                     raise CouchUnavailable(
                         f"CouchDB database '{self.db}': _changes page not received within its deadline"
                     )
-                self._tail = (self._tail + chunk)[-TAIL_BYTES:]
+                self._tail += chunk
+                if len(self._tail) > 2 * TAIL_BYTES:  # trimmed now and then: no copy per chunk
+                    del self._tail[:-TAIL_BYTES]
                 yield chunk
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise CouchUnavailable(
@@ -220,6 +224,38 @@ class CouchClient:
             if len(rows) < page_size:
                 return
             startkey = rows[-1]["key"]
+
+    def all_docs(
+        self, *, page_size: int = 500, attachments: bool = False, conflicts: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Every live doc (its winning revision), paged by startkey; `attachments` inlines their
+        content (base64), `conflicts` lists the losing leaves in `_conflicts`."""
+        startkey: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": page_size, "include_docs": "true"}
+            if attachments:
+                params["attachments"] = "true"
+            if conflicts:
+                params["conflicts"] = "true"
+            if startkey is not None:
+                params.update(startkey=json.dumps(startkey), skip=1)
+            rows = self._request("GET", "/_all_docs", params=params).json()["rows"]
+            yield from (row["doc"] for row in rows if row.get("doc"))
+            if len(rows) < page_size:
+                return
+            startkey = rows[-1]["key"]
+
+    def rows_for_ids(self, ids: list[str]) -> list[dict[str, Any]]:
+        """`_all_docs` rows for `ids`: the winning doc with its conflicts, `value.deleted` for a
+        deleted doc, `error: not_found` for an id CouchDB does not know (or purged)."""
+        params = {"include_docs": "true", "conflicts": "true"}
+        return self._request("POST", "/_all_docs", params=params, json={"keys": ids}).json()["rows"]
+
+    def changed_ids(self, since: str, *, limit: int) -> tuple[list[str], str]:
+        """The ids of the docs changed after `since` (at most `limit` changes) and the last seq."""
+        body = self._request("GET", "/_changes", params={"since": since, "limit": limit}).json()
+        seq = body.get("last_seq", since)
+        return [row["id"] for row in body["results"]], seq if isinstance(seq, str) else json.dumps(seq)
 
     @contextmanager
     def changes(self, since: str, limit: int) -> Iterator[ChangesFeed]:

@@ -15,7 +15,7 @@ import dagster as dg
 import psycopg
 
 from cht_assets.sqlgraph.model import SqlObject
-from cht_assets.warehouse import quality
+from cht_assets.warehouse import quality, shapes
 from cht_assets.warehouse.refresh import Buildable, RefreshResult
 
 REFERENCE = re.compile(r"^\s*(\w+)\s*->\s*(\w+)\.(\w+)\s*$")
@@ -66,6 +66,12 @@ def declared_checks(obj: SqlObject) -> list[tuple[str, dg.AssetCheckSeverity, bo
         found.append(
             ("cast_failures", warn, False, lambda c, o, b, r: quality.cast_failures(c, b.cast_failures_sql, b.cast_failures_by_ids_sql, r.changed_ids),
              "answers not valid for their field's type (stored as NULL), in the reports this refresh brought in")
+        )  # fmt: skip
+    if obj.config.get("doc_check"):
+        found.append(
+            ("doc_problems", warn, False,
+             lambda c, o, b, r, kind=obj.config["doc_check"]: shapes.doc_problems(c, kind, r.changed_ids),
+             "docs of a shape the view cannot read (wrong types, broken hierarchy, unknown form): NULLs in the view")
         )  # fmt: skip
     if obj.config.get("xform_check"):
         found.append(

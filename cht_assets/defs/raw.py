@@ -11,6 +11,7 @@ from cht_assets.replica.schema import DOCS_TABLE, RAW_SCHEMA
 from cht_assets.settings import load_settings
 
 PROGRESS_LOG_SECONDS = 5.0
+CLEANED_CHECK = "unstorable_characters"
 
 
 def asset_name(db: str) -> str:
@@ -57,6 +58,16 @@ def replication_asset(db: str, all_dbs: tuple[str, ...], batch_size: int) -> dg.
             "as tombstones."
         ),
         metadata={"dagster/table_name": f"{RAW_SCHEMA}.{DOCS_TABLE}", "source": db},
+        check_specs=[
+            dg.AssetCheckSpec(
+                CLEANED_CHECK,
+                asset=raw_asset_key(db),
+                description=(
+                    "Docs of this run holding characters jsonb cannot store (\\u0000, lone UTF-16 "
+                    "surrogates): stored with U+FFFD in their place."
+                ),
+            )
+        ],
     )
     def replicate(
         context: dg.AssetExecutionContext, couchdb: CouchDBResource, postgres: PostgresResource
@@ -83,7 +94,21 @@ def replication_asset(db: str, all_dbs: tuple[str, ...], batch_size: int) -> dg.
         )
         progress = result.progress
         context.log.info(describe(progress))
+        if progress.cleaned:
+            context.log.warning(
+                f"{db}: {progress.cleaned} docs had characters replaced (e.g. {progress.cleaned_examples[:3]})"
+            )
+        cleaned = dg.AssetCheckResult(
+            check_name=CLEANED_CHECK,
+            passed=progress.cleaned == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "count": progress.cleaned,
+                "examples": dg.MetadataValue.json(progress.cleaned_examples),
+            },
+        )
         return dg.MaterializeResult(
+            check_results=[cleaned],
             metadata={
                 "dagster/row_count": result.row_count,
                 "dagster/table_name": f"{RAW_SCHEMA}.{DOCS_TABLE}",
@@ -96,7 +121,7 @@ def replication_asset(db: str, all_dbs: tuple[str, ...], batch_size: int) -> dg.
                 "last_seq": progress.last_seq,
                 "pending": progress.pending if progress.pending is not None else -1,
                 "duration_seconds": round(progress.seconds, 3),
-            }
+            },
         )
 
     return replicate

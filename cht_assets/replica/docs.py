@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from json.encoder import encode_basestring
 from typing import Any
 
 import orjson
@@ -24,7 +25,6 @@ USER_SECRET_FIELDS = (
 )
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
-SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def xform_attachment(doc: dict[str, Any]) -> str | None:
@@ -36,29 +36,56 @@ def xform_attachment(doc: dict[str, Any]) -> str | None:
     return "xml" if "xml" in names else (names[0] if names else None)
 
 
-def scrub(value: Any) -> Any:
-    """A copy of `value` with every unstorable character in keys and strings replaced."""
-    if isinstance(value, str):
-        return UNSTORABLE.sub(REPLACEMENT, value)
-    if isinstance(value, dict):
-        return {scrub(key): scrub(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [scrub(item) for item in value]
-    return value
+class _Text(str):
+    """JSON punctuation, written as is by `clean_json`."""
 
 
-def dumps(doc: Any) -> str:
-    try:
-        return orjson.dumps(doc).decode()
-    except TypeError:  # lone surrogates (not UTF-8) or integers beyond 64 bits
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+def clean_json(doc: Any) -> tuple[str, int]:
+    """Compact JSON text of `doc` with every unstorable character in keys and strings replaced,
+    and how many were. Iterative, with an explicit stack: a doc may nest deeper than Python's
+    recursion limit (CouchDB accepts any depth; a 1 000-level doc crashed the recursive
+    version, tests/hostile), and orjson refuses past 255 levels."""
+    parts: list[str] = []
+    replaced = 0
+    stack: list[Any] = [doc]
+    while stack:
+        item = stack.pop()
+        if type(item) is _Text:
+            parts.append(item)
+        elif isinstance(item, str):
+            text, count = UNSTORABLE.subn(REPLACEMENT, item)
+            replaced += count
+            parts.append(encode_basestring(text))
+        elif isinstance(item, dict):
+            tokens: list[Any] = [_Text("{")]
+            for index, (key, value) in enumerate(item.items()):
+                tokens += [_Text(",")] if index else []
+                tokens += [str(key), _Text(":"), value]
+            tokens.append(_Text("}"))
+            stack.extend(reversed(tokens))
+        elif isinstance(item, list | tuple):
+            tokens = [_Text("[")]
+            for index, value in enumerate(item):
+                tokens += [_Text(","), value] if index else [value]
+            tokens.append(_Text("]"))
+            stack.extend(reversed(tokens))
+        elif item is None or isinstance(item, bool):
+            parts.append({None: "null", True: "true", False: "false"}[item])
+        elif isinstance(item, int | float):
+            parts.append(json.dumps(item))
+        else:
+            raise TypeError(f"not JSON: {type(item).__name__}")
+    return "".join(parts), replaced
 
 
 def to_json(doc: dict[str, Any]) -> tuple[str, bool]:
     """Compact JSON text that jsonb accepts, and whether characters had to be replaced."""
-    text = dumps(doc)
-    # Lone surrogates survive only in the stdlib's output; NUL is written as the escape.
-    if "\\u0000" not in text and (text.isascii() or not SURROGATE.search(text)):
+    try:
+        text = orjson.dumps(doc).decode()
+    except TypeError:  # lone surrogates (not UTF-8), integers beyond 64 bits, deeper than 255 levels
+        text = None
+    # orjson writes NUL as the escape, and fails on lone surrogates.
+    if text is not None and "\\u0000" not in text:
         return text, False
-    scrubbed = dumps(scrub(doc))
-    return scrubbed, scrubbed != text
+    cleaned, replaced = clean_json(doc)
+    return cleaned, replaced > 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
@@ -115,6 +115,11 @@ class BatchResult:
     cleaned: int
     last_seq: str
     pending: int | None
+    cleaned_ids: tuple[str, ...] = ()  # the docs whose characters were replaced
+
+
+# Doc ids kept as examples of docs whose characters were replaced (for the raw asset's check).
+CLEANED_EXAMPLES = 5
 
 
 @dataclass
@@ -130,6 +135,7 @@ class SyncProgress:
     cleaned: int = 0
     last_seq: str = "0"
     pending: int | None = None
+    cleaned_examples: list[str] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -150,6 +156,7 @@ class SyncProgress:
         self.written += batch.written
         self.deleted += batch.deleted
         self.cleaned += batch.cleaned
+        self.cleaned_examples += batch.cleaned_ids[: CLEANED_EXAMPLES - len(self.cleaned_examples)]
         self.last_seq = batch.last_seq
         self.pending = batch.pending
 
@@ -197,15 +204,16 @@ def store_whole_page(cur: psycopg.Cursor, page: Page, source: str) -> Stored | N
         return None
 
 
-def store_rows(cur: psycopg.Cursor, page: Page, source: str) -> tuple[Stored, int]:
+def store_rows(cur: psycopg.Cursor, page: Page, source: str) -> tuple[Stored, list[str]]:
     """The slow path: parse in Python, replace what jsonb cannot hold, one row at a time.
-    Also returns how many rows needed cleaning."""
-    cleaned = 0
+    Also returns the ids of the rows that needed cleaning."""
+    cleaned: list[str] = []
     with cur.copy(COPY_CHANGES) as copy:
         for ordinal, change in enumerate(page.changes(), start=1):
             text, was_cleaned = to_json(change)
             copy.write_row((ordinal, text))
-            cleaned += was_cleaned
+            if was_cleaned:
+                cleaned.append(str(change.get("id")))
     return store(cur, ROW_CHANGES, source), cleaned
 
 
@@ -213,7 +221,7 @@ def replicate_page(conn: psycopg.Connection, client: CouchClient, page: Page, so
     """Copy one `_changes` page into the raw table and move the checkpoint, atomically."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK_KEY,))
-        stored, cleaned = store_whole_page(cur, page, source), 0
+        stored, cleaned = store_whole_page(cur, page, source), []
         if stored is None:
             stored, cleaned = store_rows(cur, page, source)
         save_form_xml(cur, client, source, stored.forms, stored.deleted_ids)
@@ -222,7 +230,9 @@ def replicate_page(conn: psycopg.Connection, client: CouchClient, page: Page, so
             pending = 0  # PouchDB does not report pending; a short page means we caught up.
         if page.last_seq != page.since or stored.written:
             cur.execute(SAVE_CHECKPOINT, {"source": source, "seq": page.last_seq, "pending": pending})
-    return BatchResult(stored.changes, stored.written, stored.deleted, cleaned, page.last_seq, pending)
+    return BatchResult(
+        stored.changes, stored.written, stored.deleted, len(cleaned), page.last_seq, pending, tuple(cleaned)
+    )
 
 
 def save_form_xml(

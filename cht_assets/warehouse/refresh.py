@@ -13,9 +13,6 @@ from cht_assets.replica.schema import committed_change_seq
 from cht_assets.sqlnames import quote_ident, safe_identifier
 from cht_assets.warehouse.state import read_state, save_state
 
-# Above this share of the table, deleting and re-inserting everything beats keyed maintenance.
-FULL_REFRESH_SHARE = 0.3
-
 
 @dataclass(frozen=True)
 class Buildable:
@@ -100,6 +97,12 @@ def replace_cascading(
     """Drop `name` with the views that depend on it, create it anew and recreate those views,
     in the caller's transaction: readers wait for the commit, they never miss a relation."""
     dropped = existing_views(conn, dependents)
+    # Most downstream first, each view on its own, before `name`: a reader locks a view before
+    # the relations under it, and `DROP <name> CASCADE` alone would lock the other way round
+    # (the table, then each view), so a reader holding a view and waiting for the table
+    # deadlocked with the rebuild (seen with 20 readers; tests/hostile). Same lock order now.
+    for view_name, _ in reversed(dropped):
+        conn.execute(f"DROP VIEW IF EXISTS {quote_ident(view_name)} CASCADE")
     drop_relation(conn, name)
     create()
     for _, build in dropped:
@@ -171,8 +174,6 @@ def refresh_incremental(
             ids = tuple(changed_doc_ids(conn, state.change_seq, upto))
             if not ids:
                 mode = "unchanged"
-            elif len(ids) > FULL_REFRESH_SHARE * max(count_rows(conn, obj.name), 1):
-                mode, ids = rebuild_table(conn, obj, dependents), None
             else:
                 table, key = quote_ident(obj.name), quote_ident(obj.doc_key)
                 conn.execute(f"DELETE FROM {table} WHERE {key} = ANY(%s)", (list(ids),))

@@ -2,6 +2,7 @@
 -- unique_key: uuid
 -- indexes: parent_uuid; contact_type
 -- references: parent_uuid -> contactview_contact.uuid
+-- doc_check: contacts
 -- description: Every contact with its effective type and its ancestors, read from the minified parent chain CHT stores on each contact (nearest first).
 SELECT
   d._id AS uuid,

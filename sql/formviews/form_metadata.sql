@@ -2,6 +2,7 @@
 -- unique_key: uuid
 -- indexes: chw; reported; formname
 -- xform_check: true
+-- doc_check: reports
 -- description: Every report with a form: submitter, submitter's place and time (cht-couch2pg's form_metadata).
 SELECT
   d._id AS uuid,

@@ -56,13 +56,33 @@ class FaultProxy:
 
     Faults: "500", "reset" (close without answering), "stall" (answer nothing for
     `stall_seconds`), "truncate" (send half the body, then close), "drip" (send the body a few
-    bytes at a time).
+    bytes at a time), "endless_drip" (announce the whole body, then send one byte every
+    `drip_interval` seconds: each read succeeds, the body never ends; the handler gives up after
+    `endless_seconds` or when the client hangs up). Any other entry ("ok", None) passes the
+    request through, so faults can be placed on chosen requests. `served` records the fault (or
+    None) each `_changes` request met, in order.
+
+    With `forward_auth=False` the proxy keeps the Authorization header to itself (pouchdb-server
+    refuses credentials it does not know), recording each one in `auth_seen`.
     """
 
-    def __init__(self, upstream: str, *, stall_seconds: float = 3.0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        stall_seconds: float = 3.0,
+        drip_interval: float = 0.05,
+        endless_seconds: float = 60.0,
+        forward_auth: bool = True,
+    ) -> None:
         self.upstream = upstream
         self.stall_seconds = stall_seconds
-        self.faults: list[str] = []
+        self.drip_interval = drip_interval
+        self.endless_seconds = endless_seconds
+        self.forward_auth = forward_auth
+        self.auth_seen: list[str] = []
+        self.faults: list[str | None] = []
+        self.served: list[str | None] = []
         self.changes_requests = 0
         self.lock = threading.Lock()
 
@@ -71,10 +91,16 @@ class FaultProxy:
             return None
         with self.lock:
             self.changes_requests += 1
-            return self.faults.pop(0) if self.faults else None
+            fault = self.faults.pop(0) if self.faults else None
+            self.served.append(fault)
+            return fault
 
     def __call__(self, handler: BaseHTTPRequestHandler) -> None:
         fault = self.next_fault(handler.path)
+        if not self.forward_auth and handler.headers.get("Authorization"):
+            with self.lock:
+                self.auth_seen.append(handler.headers["Authorization"])
+        forwarded = ("content-type", "accept") + (("authorization",) if self.forward_auth else ())
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else None
         if fault == "500":
@@ -92,11 +118,7 @@ class FaultProxy:
             handler.command,
             self.upstream + handler.path,
             data=body,
-            headers={
-                k: v
-                for k, v in handler.headers.items()
-                if k.lower() in ("content-type", "accept", "authorization")
-            },
+            headers={k: v for k, v in handler.headers.items() if k.lower() in forwarded},
             timeout=60,
         )
         data = upstream.content
@@ -111,6 +133,9 @@ class FaultProxy:
             return
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
+        if fault == "endless_drip":
+            self.endless_drip(handler, data)
+            return
         if fault == "drip":
             for start in range(0, len(data), max(1, len(data) // 50)):
                 handler.wfile.write(data[start : start + max(1, len(data) // 50)])
@@ -118,6 +143,20 @@ class FaultProxy:
                 time.sleep(0.01)
             return
         handler.wfile.write(data)
+
+    def endless_drip(self, handler: BaseHTTPRequestHandler, data: bytes) -> None:
+        """One byte per `drip_interval`, bounded by `endless_seconds` (and by the body's length)."""
+        handler.close_connection = True
+        deadline = time.monotonic() + self.endless_seconds
+        try:
+            for index in range(len(data)):
+                if time.monotonic() > deadline:
+                    return
+                handler.wfile.write(data[index : index + 1])
+                handler.wfile.flush()
+                time.sleep(self.drip_interval)
+        except OSError:  # the client gave up and closed the connection
+            return
 
 
 class RecordedCouch3:

@@ -1,0 +1,171 @@
+"""How the graph keeps itself fresh, applied in one place over every asset of the code location.
+
+Freshness (FRESHNESS_*_MINUTES; warn at half the window):
+
+    raw                          30 min   replicas of CouchDB
+    compat, functions, *views    60 min   the SQL view layers
+    superset                     60 min
+    ops (backups)                26 h     (no warn window)
+
+What runs when:
+
+    raw         the `couchdb_update_seq` sensor, when a database's update_seq moves; and a
+                keepalive every KEEPALIVE_MINUTES (default a third of the raw window), so an
+                idle database still counts as checked
+    views       eager: when anything upstream updated (joining the run of a raw keepalive), and
+                only when every upstream blocking check passed; roots (functions, ...) also on
+                the keepalive
+    superset    eager, but never joining a run requested for the views: Superset assets run in
+                runs of their own, so a Superset outage fails Superset runs only; the database
+                connection on a keepalive of its own, half a period after the raw one
+    ops         the daily backup schedule (cht_assets.defs.schedules)
+
+A missing asset (first start, new form) is built once everything upstream exists; after a failed
+attempt it waits for the next upstream update or keepalive instead of retrying every tick.
+"""
+
+import warnings
+from datetime import timedelta
+
+import dagster as dg
+
+from cht_assets.defs import alerts, backups, reconcile, schedules, sensors
+from cht_assets.settings import OpsSettings, load_ops_settings, load_settings
+
+RAW_GROUP = "raw"
+SUPERSET_GROUP = "superset"
+OPS_GROUP = "ops"
+EXTERNAL_GROUPS = ("couchdb",)
+
+
+def window(minutes: int, *, warn: bool = True) -> dg.FreshnessPolicy:
+    """Fail after `minutes`, warn after half of it (Dagster wants both windows >= 1 minute)."""
+    fail = timedelta(minutes=max(1, minutes))
+    warn_after = fail / 2 if warn and fail >= timedelta(minutes=2) else None
+    return dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn_after)
+
+
+def freshness_policy(group: str | None, settings: OpsSettings) -> dg.FreshnessPolicy | None:
+    if group in EXTERNAL_GROUPS:
+        return None
+    if group == RAW_GROUP:
+        return window(settings.freshness_raw_minutes)
+    if group == SUPERSET_GROUP:
+        return window(settings.freshness_superset_minutes)
+    if group == OPS_GROUP:
+        return window(settings.freshness_backup_minutes, warn=False)
+    return window(settings.freshness_views_minutes)
+
+
+def keepalive_cron(minutes: int, *, offset: bool = False) -> str | None:
+    """Every N minutes (N < 60), every N hours, or daily; None turns the keepalive off.
+    `offset` shifts the ticks by half a period, so they never coincide with the plain ones."""
+    if minutes <= 0:
+        return None
+    if minutes < 60:
+        shift = minutes // 2 if offset else 0
+        return f"{shift}-59/{minutes} * * * *" if shift else f"*/{minutes} * * * *"
+    hours = min(24, minutes // 60)
+    minute = 30 if offset else 0
+    return f"{minute} */{hours} * * *" if hours < 24 else f"{minute} 0 * * *"
+
+
+def keepalive(cron: str) -> dg.AutomationCondition:
+    return (
+        dg.AutomationCondition.cron_tick_passed(cron).since_last_handled()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(f"keepalive ({cron})")
+
+
+def build_when_missing() -> dg.AutomationCondition:
+    """A missing asset (first start, or new in the code) is built once its upstream exists; after
+    a failed attempt it waits for an upstream update or a keepalive instead of retrying every tick.
+    (eager() alone builds only assets that become missing after it was applied.)"""
+    AC = dg.AutomationCondition
+    return (
+        AC.missing()
+        & ~AC.execution_failed()
+        & ~AC.any_deps_missing()
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+    ).with_label("missing, not failed")
+
+
+def follow_upstream() -> dg.AutomationCondition:
+    AC = dg.AutomationCondition
+    return ((AC.eager() | build_when_missing()) & AC.all_deps_blocking_checks_passed()).with_label(
+        "eager, upstream blocking checks passed"
+    )
+
+
+def after_upstream_finished() -> dg.AutomationCondition:
+    """eager() for Superset: it joins a run requested for other Superset assets, but never one
+    requested for the views; it waits until those finished."""
+    AC = dg.AutomationCondition
+    superset = dg.AssetSelection.groups(SUPERSET_GROUP)
+    views_requested = AC.any_deps_match(AC.will_be_requested()).ignore(superset)
+    updated = (
+        AC.any_deps_match(AC.newly_updated() & ~AC.executed_with_root_target())
+        | AC.any_deps_match(AC.will_be_requested()).allow(superset)
+    ).with_label("any_deps_updated (views: finished)")
+    return (
+        ((AC.newly_missing() | updated).since_last_handled() | build_when_missing())
+        & ~AC.any_deps_missing()
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+        & ~views_requested
+        & AC.all_deps_blocking_checks_passed()
+    ).with_label("after upstream finished, upstream blocking checks passed")
+
+
+def automation_condition(spec: dg.AssetSpec, minutes: int) -> dg.AutomationCondition | None:
+    """The condition for one asset; `minutes` is the keepalive period (0: none)."""
+    group = spec.group_name
+    if group == OPS_GROUP:
+        return spec.automation_condition
+    if group == RAW_GROUP:
+        cron = keepalive_cron(minutes)
+        return keepalive(cron) if cron else spec.automation_condition
+    superset = group == SUPERSET_GROUP
+    condition = after_upstream_finished() if superset else follow_upstream()
+    # Roots have nothing upstream to follow. Superset's keepalive ticks apart from the raw one:
+    # assets requested on one tick share a run.
+    cron = keepalive_cron(minutes, offset=superset)
+    if not spec.deps and cron:
+        condition = (condition | keepalive(cron)).with_label(
+            f"{condition.get_label()}, or keepalive ({cron})"
+        )
+    return condition
+
+
+def operate(spec: dg.AssetSpec, settings: OpsSettings) -> dg.AssetSpec:
+    if spec.group_name in EXTERNAL_GROUPS:
+        return spec
+    policy = freshness_policy(spec.group_name, settings)
+    if policy is not None:
+        spec = dg.apply_freshness_policy(spec, policy, overwrite_existing=False)
+    condition = automation_condition(spec, settings.keepalive_minutes)
+    return spec.replace_attributes(automation_condition=condition)
+
+
+def operations() -> dg.Definitions:
+    """Sensors, schedules, alerts, reconciliation and backups of the deployment."""
+    settings, ops = load_settings(), load_ops_settings()
+    dbs = settings.couchdb_dbs
+    return dg.Definitions(
+        assets=backups.backup_assets(dbs),
+        asset_checks=[*backups.backup_checks(dbs), *reconcile.reconcile_checks(dbs, ops.reconcile_cron)],
+        jobs=[reconcile.repair_job()],
+        sensors=[*sensors.pipeline_sensors(dbs, ops), *alerts.alert_sensors(ops)],
+        schedules=schedules.schedules(dbs, ops),
+    )
+
+
+def with_operations(defs: dg.Definitions) -> dg.Definitions:
+    """`defs` with the operations merged in, a freshness policy on every materializable asset and
+    the automation conditions above."""
+    settings = load_ops_settings()
+    merged = dg.Definitions.merge(defs, operations())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)  # map_asset_specs; DOP relies on it too
+        return merged.map_asset_specs(func=lambda spec: operate(spec, settings))

@@ -1,0 +1,131 @@
+"""The automation conditions of the real code location, evaluated tick by tick as the daemon
+would (dg.evaluate_automation_conditions), with materializations reported in between."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+
+from cht_assets.servers.process import free_port
+
+
+@pytest.fixture(params=["0"])
+def defs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.Definitions]:
+    """The code location; the param is KEEPALIVE_MINUTES."""
+    monkeypatch.setenv("POSTGRES_URL", f"postgresql://nobody@127.0.0.1:{free_port()}/none")  # no formviews
+    monkeypatch.setenv("COUCHDB_DBS", "medic,medic-sentinel")
+    monkeypatch.setenv("KEEPALIVE_MINUTES", request.param)
+    sys.modules.pop("cht_assets.definitions", None)
+    yield importlib.import_module("cht_assets.definitions").defs
+    sys.modules.pop("cht_assets.definitions", None)
+
+
+class Ticks:
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+        self.defs, self.instance, self.cursor = defs, instance, None
+        self.graph = defs.resolve_asset_graph()
+
+    def tick(self, at: datetime | None = None) -> set[str]:
+        """The groups of the assets requested on one tick (the daemon launches them as one run)."""
+        result = dg.evaluate_automation_conditions(
+            defs=self.defs, instance=self.instance, cursor=self.cursor, evaluation_time=at
+        )
+        self.cursor = result.cursor
+        self.requested = {
+            key for key in self.graph.materializable_asset_keys if result.get_num_requested(key)
+        }
+        return {self.graph.get(key).group_name for key in self.requested}
+
+    def succeed(self, keys: set[dg.AssetKey]) -> None:
+        """Materializations of `keys`, and every blocking check on them passing."""
+        for key in keys:
+            self.instance.report_runless_asset_event(dg.AssetMaterialization(key))
+            for check in self.graph.get_check_keys_for_assets({key}):
+                if self.graph.get(check).blocking:
+                    self.instance.report_runless_asset_event(
+                        dg.AssetCheckEvaluation(asset_key=key, check_name=check.name, passed=True)
+                    )
+
+    def keys(self, *groups: str) -> set[dg.AssetKey]:
+        return {
+            key for key in self.graph.materializable_asset_keys if self.graph.get(key).group_name in groups
+        }
+
+
+def test_views_follow_the_raw_layer_and_superset_follows_the_views_in_runs_of_its_own(
+    defs: dg.Definitions,
+) -> None:
+    views = ("compat", "functions", "contactviews", "formviews", "useviews")
+    with dg.instance_for_test() as instance:
+        ticks = Ticks(defs, instance)
+        # First start, nothing built: what needs nothing upstream is built (raw is the sensor's).
+        assert ticks.tick() == {"functions", "superset", "useviews"}
+        assert dg.AssetKey(["superset", "database"]) in ticks.requested
+        ticks.succeed(ticks.requested)
+        # Superset follows what exists (the one use view without raw upstream); the rest waits
+        # for the raw layer.
+        assert ticks.tick() == {"superset"}
+        assert ticks.requested == {dg.AssetKey(["superset", "datasets", "useview_refresh_status"])}
+        ticks.succeed(ticks.requested)
+        assert ticks.tick() == set()
+        ticks.succeed(ticks.keys("raw"))
+        assert ticks.tick() == set(views) - {"functions"}  # every view, in one run; no Superset
+        ticks.succeed(ticks.requested)
+        assert ticks.tick() == {"superset"}  # datasets, dashboards and access together
+        built = {
+            dg.AssetKey(["superset", "database"]),
+            dg.AssetKey(["superset", "datasets", "useview_refresh_status"]),
+        }
+        assert ticks.requested == ticks.keys("superset") - built
+        ticks.succeed(ticks.requested)
+        assert ticks.tick() == set()
+
+        # The update_seq sensor replicated medic: its views follow, then Superset.
+        ticks.succeed({dg.AssetKey(["raw", "medic"])})
+        assert ticks.tick() <= set(views)
+        assert dg.AssetKey(["formviews", "form_metadata"]) in ticks.requested
+        assert dg.AssetKey(["useviews", "useview_chw_activity"]) in ticks.requested
+        ticks.succeed(ticks.requested)
+        assert ticks.tick() == {"superset"}
+
+
+def test_a_failed_blocking_check_holds_everything_downstream(defs: dg.Definitions) -> None:
+    with dg.instance_for_test() as instance:
+        ticks = Ticks(defs, instance)
+        ticks.succeed(
+            ticks.keys("raw", "compat", "functions", "contactviews", "formviews", "useviews", "superset")
+        )
+        ticks.tick()
+        form_metadata = dg.AssetKey(["formviews", "form_metadata"])
+        instance.report_runless_asset_event(dg.AssetMaterialization(form_metadata))
+        instance.report_runless_asset_event(
+            dg.AssetCheckEvaluation(asset_key=form_metadata, check_name="unique_key", passed=False)
+        )
+        ticks.tick()
+        assert dg.AssetKey(["useviews", "useview_chw_activity"]) not in ticks.requested
+        assert not [key for key in ticks.requested if key.path[0] == "superset"]
+
+
+@pytest.mark.parametrize("defs", ["10"], indirect=True)
+def test_keepalive_refreshes_an_idle_graph_in_two_runs(defs: dg.Definitions) -> None:
+    views = {"compat", "functions", "contactviews", "formviews", "useviews"}
+    with dg.instance_for_test() as instance:
+        ticks = Ticks(defs, instance)
+        everything = ticks.keys("raw", *views, "superset")
+        ticks.succeed(everything)
+        ticks.tick(datetime(2026, 1, 1, 12, 1, tzinfo=UTC))
+        ticks.succeed(ticks.requested)
+        assert ticks.tick(datetime(2026, 1, 1, 12, 4, tzinfo=UTC)) == set()
+        # 12:05, Superset's keepalive (offset by half the period): the Superset assets only.
+        assert ticks.tick(datetime(2026, 1, 1, 12, 6, tzinfo=UTC)) == {"superset"}
+        ticks.succeed(ticks.requested)
+        # 12:10: every raw replica, the roots, and every view after them, as one run.
+        assert ticks.tick(datetime(2026, 1, 1, 12, 11, tzinfo=UTC)) == {"raw", *views}
+        assert ticks.requested == everything - ticks.keys("superset")
+        ticks.succeed(ticks.requested)
+        assert ticks.tick(datetime(2026, 1, 1, 12, 12, tzinfo=UTC)) == {"superset"}
