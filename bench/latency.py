@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for stop in reversed(stops):
             stop()
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
