@@ -21,6 +21,7 @@ import urllib3
 from cht_assets.couch.errors import CouchAuthError, CouchError, CouchUnavailable
 
 CHUNK_BYTES = 256 * 1024
+PYTHON_JSON = ijson.get_backend("python")
 # The top-level keys after "results" (last_seq, pending) fit easily in this many trailing bytes,
 # even with CouchDB 3's long opaque seqs.
 TAIL_BYTES = 2 * CHUNK_BYTES
@@ -48,10 +49,13 @@ def redact_url(url: str) -> str:
     return split_credentials(url)[0]
 
 
-def parse_rows(chunks: Iterable[bytes], db: str) -> Iterator[dict[str, Any]]:
-    """The rows of a `_changes` body given in chunks, parsed as they arrive."""
+def parse_rows(chunks: Iterable[bytes], db: str, *, exact: bool = False) -> Iterator[dict[str, Any]]:
+    """The rows of a `_changes` body given in chunks, parsed as they arrive. The C parser turns
+    a lone UTF-16 surrogate escape into '?'; `exact` uses ijson's pure-Python parser, slower,
+    which keeps it, so the caller can replace it visibly and count it."""
     parsed = ijson.sendable_list()
-    parser = ijson.items_coro(parsed, "results.item", use_float=True)
+    backend = PYTHON_JSON if exact else ijson
+    parser = backend.items_coro(parsed, "results.item", use_float=True)
     try:
         for chunk in chunks:
             parser.send(chunk)

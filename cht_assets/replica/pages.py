@@ -41,7 +41,8 @@ class Page:
         return iter(partial(self.body.read, CHUNK_BYTES), b"")
 
     def changes(self) -> Iterator[dict[str, Any]]:
-        return parse_rows(self.chunks(), self.db)
+        """The rows parsed here, exactly (only for pages PostgreSQL refused: rare)."""
+        return parse_rows(self.chunks(), self.db, exact=True)
 
     def close(self) -> None:
         self.body.close()
