@@ -44,11 +44,6 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     return bare, (unquote(parts.username), unquote(parts.password or ""))
 
 
-def redact_url(url: str) -> str:
-    """The URL without user info, safe for logs and metadata."""
-    return split_credentials(url)[0]
-
-
 def parse_rows(chunks: Iterable[bytes], db: str, *, exact: bool = False) -> Iterator[dict[str, Any]]:
     """The rows of a `_changes` body given in chunks, parsed as they arrive. The C parser turns
     a lone UTF-16 surrogate escape into '?'; `exact` uses ijson's pure-Python parser, slower,

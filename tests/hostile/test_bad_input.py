@@ -14,26 +14,18 @@ from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, load_deployment
 from tests.hostile.support import materialize_all
 from tests.integration.pipeline import Deployment, new_deployment
+from tests.support.payloads import ENTITY_BOMB_DOCTYPE
 
 SEED, HOUSEHOLDS = 7, 4
 DEPTH = 1000
 BIG_BYTES = 10 * 1024 * 1024
-BOMB = b"""<?xml version="1.0"?>
-<!DOCTYPE lolz [
- <!ENTITY lol "lol">
- <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
- <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
- <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
- <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
- <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
- <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
- <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
- <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
- <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
-]>
-<h:html xmlns:h="http://www.w3.org/1999/xhtml" xmlns="http://www.w3.org/2002/xforms">
+BOMB = (
+    b'<?xml version="1.0"?>\n'
+    + ENTITY_BOMB_DOCTYPE.encode()
+    + b"""<h:html xmlns:h="http://www.w3.org/1999/xhtml" xmlns="http://www.w3.org/2002/xforms">
 <h:head><h:title>&lol9;</h:title><model><instance><bomb id="bomb"><q/></bomb></instance></model></h:head>
 <h:body/></h:html>"""
+)
 MALFORMED = b'<h:html xmlns:h="http://www.w3.org/1999/xhtml"><h:head><model><instance><broken id="broken">'
 
 

@@ -31,6 +31,7 @@ from cht_assets.xforms.formview import (
     formview_select,
 )
 from cht_assets.xforms.parse import XForm, XFormError, normalise_type, parse_xform
+from tests.support.payloads import ENTITY_BOMB_DOCTYPE
 
 REPO = Path(__file__).resolve().parents[2]
 XFORMS = REPO.parent / "shared" / "cht-sample-docs" / "xforms"
@@ -550,23 +551,14 @@ def test_cast_failures_without_typed_columns_is_an_empty_query() -> None:
 
 # ------------------------------------------------------------------------------ bad XML
 
-BILLION_LAUGHS = """<?xml version="1.0"?>
-<!DOCTYPE lolz [
- <!ENTITY lol "lol">
- <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
- <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
- <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
- <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
- <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
- <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
- <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
- <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
- <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
-]>
-<h:html xmlns="http://www.w3.org/2002/xforms" xmlns:h="http://www.w3.org/1999/xhtml"><h:head>
+BILLION_LAUGHS = (
+    '<?xml version="1.0"?>\n'
+    + ENTITY_BOMB_DOCTYPE
+    + """<h:html xmlns="http://www.w3.org/2002/xforms" xmlns:h="http://www.w3.org/1999/xhtml"><h:head>
 <h:title>&lol9;</h:title><model><instance><data id="bomb"><q>&lol9;</q></data></instance></model>
 </h:head></h:html>
 """
+)
 HOSTILE_XML = {
     "billion laughs": BILLION_LAUGHS,
     "external entity": '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>',
