@@ -1,11 +1,11 @@
 """Asset checks of the view layers, run in the same step as each refresh.
 
-Declared from each object's SQL header: a `unique_key` gets unique and not-null checks, an
+Declared from each object's SQL header: a `unique_key` gets a unique-and-not-null check, an
 incremental table a parity check against its SQL run afresh (all blocking: a failure would feed
 wrong numbers downstream); `references: col -> relation.col` a referential check (WARN).
-After an incremental refresh, the key, parity and cast checks look at the rows of the docs that
-refresh maintained (which is what could have gone wrong), so checking costs what refreshing did;
-after a (re)build they look at everything.
+After an incremental refresh, the key, parity and cast checks look at the rows that refresh
+deleted or inserted (which is what could have gone wrong), and the doc check at the docs that
+changed, so checking costs what refreshing did; after a (re)build they look at everything.
 """
 
 import re
@@ -44,27 +44,18 @@ def declared_checks(obj: SqlObject) -> list[tuple[str, dg.AssetCheckSeverity, bo
                 "unique_key",
                 error,
                 True,
-                lambda c, o, b, r: quality.duplicate_keys(c, o.name, key, b.doc_key, r.changed_ids),
-                f"{', '.join(key)} unique",
-            )
-        )
-        found.append(
-            (
-                "not_null_key",
-                error,
-                True,
-                lambda c, o, b, r: quality.null_keys(c, o.name, key, b.doc_key, r.changed_ids),
-                f"{', '.join(key)} not null",
+                lambda c, o, b, r: quality.key_problems(c, o.name, key, b.doc_key, r.rewritten_ids),
+                f"{', '.join(key)} unique and not null",
             )
         )
     if obj.kind == "incremental":
         found.append(
-            ("parity", error, True, lambda c, o, b, r: quality.parity(c, o.name, b.sql, b.doc_key, r.changed_ids),
+            ("parity", error, True, lambda c, o, b, r: quality.parity(c, o.name, b.sql, b.doc_key, r.rewritten_ids),
              "rows equal the SQL run afresh over the raw docs")
         )  # fmt: skip
     if obj.config.get("cast_check"):
         found.append(
-            ("cast_failures", warn, False, lambda c, o, b, r: quality.cast_failures(c, b.cast_failures_sql, b.cast_failures_by_ids_sql, r.changed_ids),
+            ("cast_failures", warn, False, lambda c, o, b, r: quality.cast_failures(c, b.cast_failures_sql, b.cast_failures_by_ids_sql, r.rewritten_ids),
              "answers not valid for their field's type (stored as NULL), in the reports this refresh brought in")
         )  # fmt: skip
     if obj.config.get("doc_check"):

@@ -5,7 +5,12 @@ time (cht_assets.settings) and never enter Dagster's run config, metadata or UI.
 explicit, credential-free URLs.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
+import psycopg
+from pydantic import PrivateAttr
 
 from cht_assets.couch.client import CouchClient
 from cht_assets.settings import load_settings
@@ -25,10 +30,34 @@ class PostgresResource(dg.ConfigurableResource):
     """The analytics database; `url` overrides POSTGRES_URL."""
 
     url: str | None = None
+    _session: psycopg.Connection | None = PrivateAttr(default=None)
 
     @property
     def conninfo(self) -> str:
         return self.url or load_settings().postgres_url
+
+    @contextmanager
+    def session(self) -> Iterator[psycopg.Connection]:
+        """An autocommit connection shared by the steps of one run (the in-process executor
+        runs them one after another): a new backend per step would cost a connection and
+        cold catalog and plan caches each time. Replaced when broken (a server restart), and
+        a step that leaves a transaction open has it rolled back."""
+        session = self._session
+        if session is None or session.closed or session.broken:
+            session = psycopg.connect(self.conninfo, autocommit=True)
+            # sqlnames.quote_literal relies on it; on by default, but a server may say otherwise.
+            session.execute("SET standard_conforming_strings = on")
+            self._session = session
+        try:
+            yield session
+        finally:
+            if not session.closed and session.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                session.rollback()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
 
 def resources() -> dict[str, dg.ConfigurableResource]:

@@ -24,6 +24,7 @@ from cht_assets.replica.schema import compat_relation
 from cht_assets.settings import load_settings
 from cht_assets.sqlgraph import SqlGraph, SqlObject, column_lineage, load_sql_dir
 from cht_assets.sqlgraph.files import SqlFile, read_sql_dir
+from cht_assets.sqlgraph.model import code_version
 from cht_assets.warehouse.formviews import LAYER, FormviewSpec, build_formview, discover
 from cht_assets.warehouse.hierarchy import BUILTIN_PLACE_TYPES, HIERARCHY_VIEW, hierarchy_select, place_types
 from cht_assets.warehouse.refresh import Buildable, RefreshResult, refresh
@@ -99,9 +100,8 @@ def hierarchy_object() -> ViewObject:
 
     def build_for(conn: psycopg.Connection) -> Buildable:
         sql = hierarchy_select(place_types(conn))
-        return Buildable(
-            HIERARCHY_VIEW, "contactviews", "view", sql, template.code_version, ("uuid",), "uuid"
-        )
+        # Versioned by the SQL generated now: new place types must replace the view.
+        return Buildable(HIERARCHY_VIEW, "contactviews", "view", sql, code_version(sql), ("uuid",), "uuid")
 
     return ViewObject(template, build_for)
 
@@ -178,6 +178,8 @@ def code_reference(path: Path) -> dg.CodeReferencesMetadataValue:
 
 def describe(result: RefreshResult) -> str:
     changed = "" if result.changed_docs <= 0 else f", {result.changed_docs:,} changed docs"
+    if result.rewritten_ids is not None and result.changed_docs > 0:
+        changed += f" ({len(result.rewritten_ids):,} of them in this object)"
     rows = "" if result.row_count is None else f", {result.row_count:,} rows"
     return f"{result.name}: {result.mode} in {result.seconds:.2f}s{changed}{rows}"
 
@@ -208,9 +210,7 @@ def view_asset(graph: SqlGraph, view: ViewObject, all_views: dict[str, ViewObjec
     )
     def refresh_object(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
         started = time.monotonic()
-        with psycopg.connect(postgres.conninfo, autocommit=True) as conn:
-            # sqlnames.quote_literal relies on it; on by default, but a server may say otherwise.
-            conn.execute("SET standard_conforming_strings = on")
+        with postgres.session() as conn:
             ensure_meta_schema(conn)
             built = view.build_for(conn)
             result = refresh(conn, built, [(d.obj.name, partial(d.build_for, conn)) for d in dependents])
@@ -219,6 +219,7 @@ def view_asset(graph: SqlGraph, view: ViewObject, all_views: dict[str, ViewObjec
             metadata: dict = {
                 "mode": result.mode,
                 "changed_docs": max(result.changed_docs, 0),
+                "rewritten_docs": len(result.rewritten_ids or ()),
                 "duration_seconds": round(time.monotonic() - started, 3),
                 "dagster/table_name": f"public.{obj.name}",
             }

@@ -7,6 +7,7 @@ column. Contact and training forms create contacts or nothing, not reports: no f
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -80,13 +81,20 @@ def form_xml(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
     return conn.execute("SELECT source, _id, xml FROM raw.couchdb_form_xml ORDER BY _id, source").fetchall()
 
 
+@functools.lru_cache(maxsize=256)
+def parsed_xform(xml: str) -> XForm:
+    """Each XForm is parsed once per process (XForm is immutable): every refresh re-reads the
+    form, and most runs find it unchanged."""
+    return parse_xform(xml)
+
+
 def report_forms(conn: psycopg.Connection) -> tuple[list[tuple[str, str, XForm]], list[FormProblem]]:
     forms, problems = [], []
     for source, doc_id, xml in form_xml(conn):
         if doc_id.startswith(NOT_REPORT_FORMS):
             continue
         try:
-            forms.append((source, doc_id, parse_xform(xml)))
+            forms.append((source, doc_id, parsed_xform(xml)))
         except XFormError as exc:
             problems.append(FormProblem(doc_id, str(exc)[:300]))
     return forms, problems
@@ -123,7 +131,7 @@ def current_xform(conn: psycopg.Connection, spec: FormviewSpec) -> XForm:
     ).fetchone()
     if row is None:
         raise LookupError(f"{spec.view}: form doc {spec.doc_id!r} is gone from raw.couchdb_form_xml")
-    return parse_xform(row[0])
+    return parsed_xform(row[0])
 
 
 def known_columns(conn: psycopg.Connection, view: str) -> list[Column]:
@@ -137,8 +145,9 @@ def columns_for(
     conn: psycopg.Connection, spec: FormviewSpec, xform: XForm, *, remember: bool
 ) -> list[Column]:
     """Known columns first, then new fields; with `remember`, kept for the next form version."""
-    columns = formview_columns(xform, known_columns(conn, spec.view), repeat=spec.repeat)
-    if remember:
+    known = known_columns(conn, spec.view)
+    columns = formview_columns(xform, known, repeat=spec.repeat)
+    if remember and columns != known:
         conn.execute(KNOWN_COLUMNS_DDL)
         conn.execute(
             "INSERT INTO cht_meta.formview_columns (view, columns) VALUES (%s, %s) "

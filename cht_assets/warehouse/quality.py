@@ -37,34 +37,34 @@ def scope(doc_key: str, ids: Sequence[str] | None) -> tuple[str, dict | None]:
     return f"{quote_ident(doc_key)} = ANY(%(ids)s)", {"ids": list(ids)}
 
 
-def duplicate_keys(
+def key_problems(
     conn: psycopg.Connection,
     relation: str,
     key: Sequence[str],
     doc_key: str = "",
     ids: Sequence[str] | None = None,
 ) -> Finding:
+    """Rows whose key is repeated or NULL, in one pass: details say which (`duplicates`
+    counts the repeated key values, `nulls` the rows with a NULL key column)."""
+    if ids == ():
+        return Finding(0, [], {"duplicates": 0, "nulls": 0})
     where, params = scope(doc_key, ids)
+    nulls = " OR ".join(f"{quote_ident(column)} IS NULL" for column in key)
     rows = conn.execute(
-        f"SELECT {key_text(key)} FROM {quote_ident(relation)} WHERE {where} GROUP BY {columns_sql(key)} HAVING count(*) > 1",
+        f"""
+        WITH scoped AS MATERIALIZED (SELECT {columns_sql(key)} FROM {quote_ident(relation)} WHERE {where}),
+        repeated AS (
+            SELECT {key_text(key)} AS key FROM scoped WHERE NOT ({nulls})
+            GROUP BY {columns_sql(key)} HAVING count(*) > 1
+        )
+        SELECT (SELECT count(*) FROM repeated), (SELECT count(*) FROM scoped WHERE {nulls}),
+            ARRAY(SELECT 'repeated ' || key FROM repeated LIMIT {EXAMPLES})
+        """,
         params,
-    ).fetchall()
-    return Finding(len(rows), [row[0] for row in rows[:EXAMPLES]])
-
-
-def null_keys(
-    conn: psycopg.Connection,
-    relation: str,
-    key: Sequence[str],
-    doc_key: str = "",
-    ids: Sequence[str] | None = None,
-) -> Finding:
-    where, params = scope(doc_key, ids)
-    condition = " OR ".join(f"{quote_ident(column)} IS NULL" for column in key)
-    count = conn.execute(
-        f"SELECT count(*) FROM {quote_ident(relation)} WHERE ({where}) AND ({condition})", params
-    ).fetchone()[0]
-    return Finding(count)
+    ).fetchone()
+    duplicates, null_rows, examples = rows
+    examples += ["NULL key"] if null_rows else []
+    return Finding(duplicates + null_rows, examples, {"duplicates": duplicates, "nulls": null_rows})
 
 
 def parity(
@@ -73,22 +73,33 @@ def parity(
     """Rows the object should hold (its SQL run afresh over the raw docs) against the rows it
     holds: catches anything incremental maintenance missed, deletes included. With `ids`, only
     the rows of those docs (what an incremental refresh touched), so the check costs what the
-    refresh cost."""
+    refresh cost. One statement: the SQL runs once."""
+    if ids == ():
+        return Finding(0, [], {"expected": 0, "actual": 0})
     key, table = quote_ident(doc_key), quote_ident(relation)
-    params: tuple = ()
-    expected = f"SELECT m.{key} FROM ({model_sql}) AS m"
-    actual = f"SELECT t.{key} FROM {table} AS t"
+    params = None
+    expected = f"SELECT m.{key} AS k FROM ({model_sql}) AS m"
+    actual = f"SELECT t.{key} AS k FROM {table} AS t"
     if ids is not None:
-        expected = f"SELECT m.{key} FROM ({model_sql.replace('%', '%%')}) AS m WHERE m.{key} = ANY(%(ids)s)"
+        expected = (
+            f"SELECT m.{key} AS k FROM ({model_sql.replace('%', '%%')}) AS m WHERE m.{key} = ANY(%(ids)s)"
+        )
         actual += f" WHERE t.{key} = ANY(%(ids)s)"
-        params = {"ids": list(ids)}  # type: ignore[assignment]
-    both = f"SELECT (SELECT count(*) FROM ({expected}) AS e), (SELECT count(*) FROM ({actual}) AS a)"
-    counts = conn.execute(both, params or None).fetchone()
-    missing = conn.execute(f"({expected} EXCEPT ALL {actual}) LIMIT {EXAMPLES}", params or None).fetchall()
-    extra = conn.execute(f"({actual} EXCEPT ALL {expected}) LIMIT {EXAMPLES}", params or None).fetchall()
-    examples = [f"missing {row[0]}" for row in missing] + [f"extra {row[0]}" for row in extra]
+        params = {"ids": list(ids)}
+    expected_count, actual_count, missing, extra = conn.execute(
+        f"""
+        WITH expected AS MATERIALIZED ({expected}), actual AS MATERIALIZED ({actual})
+        SELECT (SELECT count(*) FROM expected), (SELECT count(*) FROM actual),
+            ARRAY(SELECT k::text FROM (TABLE expected EXCEPT ALL TABLE actual) AS x LIMIT {EXAMPLES}),
+            ARRAY(SELECT k::text FROM (TABLE actual EXCEPT ALL TABLE expected) AS x LIMIT {EXAMPLES})
+        """,
+        params,
+    ).fetchone()
+    examples = [f"missing {k}" for k in missing] + [f"extra {k}" for k in extra]
     return Finding(
-        abs(counts[0] - counts[1]) or len(examples), examples, {"expected": counts[0], "actual": counts[1]}
+        abs(expected_count - actual_count) or len(examples),
+        examples,
+        {"expected": expected_count, "actual": actual_count},
     )
 
 

@@ -49,6 +49,8 @@ class RefreshResult:
     seconds: float
     # The doc ids an incremental refresh maintained; None when the whole object was (re)built.
     changed_ids: tuple[str, ...] | None = None
+    # Of those, the ones whose rows it deleted or inserted (what checks need to look at).
+    rewritten_ids: tuple[str, ...] | None = None
 
 
 def relation_kind(conn: psycopg.Connection, name: str) -> str | None:
@@ -112,7 +114,10 @@ def replace_cascading(
 def refresh_view(conn: psycopg.Connection, obj: Buildable, dependents: Dependents) -> str:
     with conn.transaction():
         lock(conn, obj.name)
-        if relation_kind(conn, obj.name) not in (None, "v"):
+        kind = relation_kind(conn, obj.name)
+        if kind == "v" and is_current(conn, obj):
+            return "unchanged"  # a view is always as fresh as what it reads: nothing to do
+        if kind not in (None, "v"):
             drop_relation(conn, obj.name)
         try:
             with conn.transaction():
@@ -124,9 +129,30 @@ def refresh_view(conn: psycopg.Connection, obj: Buildable, dependents: Dependent
             return "created"
 
 
-def create_table(conn: psycopg.Connection, obj: Buildable) -> None:
+def is_current(conn: psycopg.Connection, obj: Buildable) -> bool:
+    """Whether the object was last built from this very SQL."""
+    state = read_state(conn, obj.name)
+    return state is not None and state.code_version == obj.code_version
+
+
+def refresh_function(conn: psycopg.Connection, obj: Buildable) -> str:
+    with conn.transaction():
+        lock(conn, obj.name)
+        exists = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'public' AND p.proname = %s)",
+            (obj.name,),
+        ).fetchone()[0]
+        if exists and is_current(conn, obj):
+            return "unchanged"
+        conn.execute(obj.sql)
+        return "replaced"
+
+
+def create_table(conn: psycopg.Connection, obj: Buildable) -> int:
+    """Create the table with its indexes; returns its row count."""
     table = quote_ident(obj.name)
-    conn.execute(f"CREATE TABLE {table} AS\n{obj.sql}")
+    rows = conn.execute(f"CREATE TABLE {table} AS\n{obj.sql}").rowcount
     unique = safe_identifier(f"{obj.name}_{'_'.join(obj.unique_key)}_key")
     conn.execute(
         f"CREATE UNIQUE INDEX {quote_ident(unique)} ON {table} ({', '.join(map(quote_ident, obj.unique_key))})"
@@ -134,20 +160,27 @@ def create_table(conn: psycopg.Connection, obj: Buildable) -> None:
     for columns in obj.indexes:
         index = safe_identifier(f"{obj.name}_{'_'.join(columns)}_idx")
         conn.execute(f"CREATE INDEX {quote_ident(index)} ON {table} ({', '.join(map(quote_ident, columns))})")
+    return rows
 
 
-def rebuild_table(conn: psycopg.Connection, obj: Buildable, dependents: Dependents) -> str:
+def rebuild_table(conn: psycopg.Connection, obj: Buildable, dependents: Dependents) -> tuple[str, int]:
     """Everything again: in place when the columns are unchanged (readers keep the old rows
-    until commit), else a new table that replaces the old one in the same transaction."""
+    until commit), else a new table that replaces the old one in the same transaction.
+    Returns the mode and the rows the table now holds."""
     if relation_kind(conn, obj.name) == "r" and shape(conn, obj.sql) == shape(
         conn, f"TABLE {quote_ident(obj.name)}"
     ):
         table = quote_ident(obj.name)
         conn.execute(f"DELETE FROM {table}")
-        conn.execute(f"INSERT INTO {table} SELECT * FROM ({obj.sql}) AS m")
-        return "rebuilt"
-    replace_cascading(conn, obj.name, lambda: create_table(conn, obj), dependents)
-    return "created"
+        return "rebuilt", conn.execute(f"INSERT INTO {table} SELECT * FROM ({obj.sql}) AS m").rowcount
+    rows = 0
+
+    def create() -> None:
+        nonlocal rows
+        rows = create_table(conn, obj)
+
+    replace_cascading(conn, obj.name, create, dependents)
+    return "created", rows
 
 
 def changed_doc_ids(conn: psycopg.Connection, after: int, upto: int) -> list[str]:
@@ -159,28 +192,43 @@ def changed_doc_ids(conn: psycopg.Connection, after: int, upto: int) -> list[str
 
 def refresh_incremental(
     conn: psycopg.Connection, obj: Buildable, dependents: Dependents
-) -> tuple[str, tuple[str, ...] | None]:
+) -> IncrementalResult:
     """Rebuild when the table is missing or its SQL changed; else delete and re-insert the rows
-    of the docs that changed since the last refresh. Returns the mode and those doc ids."""
+    of the docs that changed since the last refresh. The row count is kept from the changes:
+    counting would read the whole table."""
     upto = committed_change_seq(conn)
     with conn.transaction():
         lock(conn, obj.name)
         state = read_state(conn, obj.name)
         current = relation_kind(conn, obj.name) == "r" and state and state.code_version == obj.code_version
-        ids: tuple[str, ...] | None = None
         if not current:
-            mode = rebuild_table(conn, obj, dependents)
+            mode, rows = rebuild_table(conn, obj, dependents)
+            result = IncrementalResult(mode, rows)
         else:
-            ids = tuple(changed_doc_ids(conn, state.change_seq, upto))
-            if not ids:
-                mode = "unchanged"
-            else:
-                table, key = quote_ident(obj.name), quote_ident(obj.doc_key)
-                conn.execute(f"DELETE FROM {table} WHERE {key} = ANY(%s)", (list(ids),))
-                conn.execute(f"INSERT INTO {table} {keyed_select(obj)}", (list(ids),))
-                mode = "incremental"
-        save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, upto, None)
-    return mode, ids
+            ids = changed_doc_ids(conn, state.change_seq, upto)
+            rows = state.row_count if state.row_count is not None else count_rows(conn, obj.name)
+            result = IncrementalResult("unchanged", rows, (), ())
+            if ids:
+                result = rewrite_rows(conn, obj, ids, rows)
+        save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, upto, result.rows)
+    return result
+
+
+@dataclass(frozen=True)
+class IncrementalResult:
+    mode: str
+    rows: int
+    changed_ids: tuple[str, ...] | None = None
+    rewritten_ids: tuple[str, ...] | None = None
+
+
+def rewrite_rows(conn: psycopg.Connection, obj: Buildable, ids: list[str], rows: int) -> IncrementalResult:
+    """Delete the rows of the changed docs and insert them again from the SQL."""
+    table, key = quote_ident(obj.name), quote_ident(obj.doc_key)
+    deleted = conn.execute(f"DELETE FROM {table} WHERE {key} = ANY(%s) RETURNING {key}", (ids,)).fetchall()
+    inserted = conn.execute(f"INSERT INTO {table} {keyed_select(obj)} RETURNING {key}", (ids,)).fetchall()
+    rewritten = tuple(sorted({row[0] for row in deleted} | {row[0] for row in inserted}))
+    return IncrementalResult("incremental", rows - len(deleted) + len(inserted), tuple(ids), rewritten)
 
 
 def keyed_select(obj: Buildable) -> str:
@@ -194,21 +242,24 @@ def refresh(conn: psycopg.Connection, obj: Buildable, dependents: Dependents = (
     Views are not counted: that would run them in full on every refresh."""
     started = time.monotonic()
     ids: tuple[str, ...] | None = None
+    rewritten: tuple[str, ...] | None = None
     rows: int | None = None
     if obj.kind == "function":
-        with conn.transaction():
-            lock(conn, obj.name)
-            conn.execute(obj.sql)
-        mode = "replaced"
+        mode = refresh_function(conn, obj)
     elif obj.kind == "view":
         mode = refresh_view(conn, obj, dependents)
     elif obj.kind == "incremental":
-        mode, ids = refresh_incremental(conn, obj, dependents)
-        rows = count_rows(conn, obj.name)
+        maintained = refresh_incremental(conn, obj, dependents)
+        mode, rows, ids, rewritten = (
+            maintained.mode,
+            maintained.rows,
+            maintained.changed_ids,
+            maintained.rewritten_ids,
+        )
     else:
         raise ValueError(f"{obj.name}: unknown kind {obj.kind!r} (view, incremental or function)")
     if obj.kind != "incremental":
         with conn.transaction():
             save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, 0, rows)
     changed = -1 if ids is None else len(ids)
-    return RefreshResult(obj.name, mode, changed, rows, time.monotonic() - started, ids)
+    return RefreshResult(obj.name, mode, changed, rows, time.monotonic() - started, ids, rewritten)

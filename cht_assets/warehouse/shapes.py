@@ -82,7 +82,9 @@ WITH docs AS (
   WHERE d.doc ->> 'type' = 'data_record' AND d.doc ->> 'form' IS NOT NULL AND NOT d._deleted {only}
 ),
 known_forms AS (
-  SELECT coalesce(f.doc ->> 'internalId', substr(f._id, 6)) AS form FROM raw.couchdb_docs AS f
+  -- The form docs are found through their XForms (a few rows) instead of a scan of every doc.
+  SELECT coalesce(f.doc ->> 'internalId', substr(f._id, 6)) AS form
+  FROM raw.couchdb_form_xml AS x JOIN raw.couchdb_docs AS f ON f._id = x._id AND f.source = x.source
   WHERE f.doc ->> 'type' = 'form' AND NOT f._deleted
   UNION
   SELECT jsonb_object_keys(s.doc #> '{settings,forms}') FROM raw.couchdb_docs AS s

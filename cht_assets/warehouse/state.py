@@ -27,10 +27,14 @@ META_LOCK_KEY = 7_146_003
 class RefreshState:
     code_version: str
     change_seq: int
+    row_count: int | None
     refreshed_at: datetime
 
 
 def ensure_meta_schema(conn: psycopg.Connection) -> None:
+    # Checked first: the DDL takes locks and writes the catalog, on every step otherwise.
+    if conn.execute("SELECT to_regclass('cht_meta.refresh_state')").fetchone()[0] is not None:
+        return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (META_LOCK_KEY,))
         conn.execute(META_DDL)
@@ -38,7 +42,8 @@ def ensure_meta_schema(conn: psycopg.Connection) -> None:
 
 def read_state(conn: psycopg.Connection, name: str) -> RefreshState | None:
     row = conn.execute(
-        "SELECT code_version, change_seq, refreshed_at FROM cht_meta.refresh_state WHERE object = %s", (name,)
+        "SELECT code_version, change_seq, row_count, refreshed_at FROM cht_meta.refresh_state WHERE object = %s",
+        (name,),
     ).fetchone()
     return RefreshState(*row) if row else None
 

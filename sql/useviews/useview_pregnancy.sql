@@ -1,6 +1,6 @@
 -- materialized: view
 -- unique_key: uuid
--- description: Pregnancy registrations with LMP, EDD and ANC visits, and the delivery that followed (date, outcome), with the patient's place hierarchy.
+-- description: Pregnancy registrations with LMP, EDD and ANC visits, and the delivery that followed (date, outcome; before the patient's next registration), with the patient's place hierarchy.
 SELECT
   p.uuid,
   p.patient_uuid,
@@ -24,6 +24,11 @@ LEFT JOIN LATERAL (
   SELECT d.uuid, d.data___delivery_date, d.delivery_outcome_delivery_date, d.condition_woman_outcome
   FROM formview_delivery AS d
   WHERE d.patient_uuid = p.patient_uuid AND d.reported >= p.reported
+    -- A delivery closes the latest registration before it, not an earlier one as well.
+    AND NOT EXISTS (
+      SELECT 1 FROM formview_pregnancy AS later
+      WHERE later.patient_uuid = p.patient_uuid AND later.reported > p.reported AND later.reported <= d.reported
+    )
   ORDER BY d.reported
   LIMIT 1
 ) AS delivery ON true

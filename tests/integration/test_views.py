@@ -230,3 +230,33 @@ def test_every_demo_form_gets_formviews_typed_by_its_binds(deployment: Deploymen
             and sql_type != "text"
         )
         assert actual == expected, form_id
+
+
+def test_a_delivery_closes_only_the_latest_registration_before_it(deployment: Deployment) -> None:
+    materialize(deployment)
+    docs = deployment.docs()
+    registration = next(d for d in docs if d.get("form") == "pregnancy")
+    delivery = next(d for d in docs if d.get("form") == "delivery")
+    day = 86_400_000
+    start = registration["reported_date"]
+
+    def report(template: dict, doc_id: str, reported: int) -> dict:
+        fields = {**template["fields"], "patient_uuid": "patient-twice-pregnant"}
+        if isinstance(fields.get("inputs"), dict):
+            fields["inputs"] = {**fields["inputs"], "contact": {"_id": "patient-twice-pregnant"}}
+        body = {k: v for k, v in template.items() if not k.startswith("_")}
+        return {**body, "_id": doc_id, "fields": fields, "reported_date": reported}
+
+    deployment.client().bulk_docs(
+        [
+            report(registration, "pregnancy-first", start),
+            report(registration, "pregnancy-second", start + 300 * day),
+            report(delivery, "delivery-after-second", start + 400 * day),
+        ]
+    )
+    materialize(deployment)
+    rows = query(
+        deployment.pg_url,
+        "SELECT uuid, delivered FROM useview_pregnancy WHERE patient_uuid = 'patient-twice-pregnant' ORDER BY uuid",
+    )
+    assert rows == [("pregnancy-first", False), ("pregnancy-second", True)]

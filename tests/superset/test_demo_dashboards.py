@@ -168,16 +168,26 @@ class Couch:
         deliveries = sorted(
             (r for r in self.reports if r["form"] == "delivery"), key=lambda r: r["reported_date"]
         )
+        registrations = [r for r in self.reports if r["form"] == "pregnancy"]
         rows = []
-        for report in self.reports:
-            if report["form"] != "pregnancy":
-                continue
+        for report in registrations:
             fields, who = report["fields"], patient(report)
+            # A delivery belongs to the patient's latest registration before it.
+            next_registration = min(
+                (
+                    r["reported_date"]
+                    for r in registrations
+                    if patient(r) == who and r["reported_date"] > report["reported_date"]
+                ),
+                default=float("inf"),
+            )
             delivery = next(
                 (
                     d
                     for d in deliveries
-                    if who and patient(d) == who and d["reported_date"] >= report["reported_date"]
+                    if who
+                    and patient(d) == who
+                    and report["reported_date"] <= d["reported_date"] < next_registration
                 ),
                 None,
             )
