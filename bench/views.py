@@ -2,7 +2,9 @@
 
 With ~200 000 generated docs synced: (a) full build of every object of the view layers from
 scratch; (b) 1 % of the docs edited or deleted in CouchDB, then sync + refresh; prints b / a
-(target <= 0.05) and each layer's time in both runs.
+(target <= 0.05) on the steps' own work and on wall time, Dagster's share of the wall time
+(events stored in the instance's event log: a cost per event, not per doc), and each layer's
+time in both runs.
 
     .venv/bin/python bench/views.py [--docs 200000] [--share 0.01]
 """

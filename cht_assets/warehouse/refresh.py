@@ -190,6 +190,14 @@ def changed_doc_ids(conn: psycopg.Connection, after: int, upto: int) -> list[str
     return [row[0] for row in rows]
 
 
+@dataclass(frozen=True)
+class IncrementalResult:
+    mode: str
+    rows: int
+    changed_ids: tuple[str, ...] | None = None
+    rewritten_ids: tuple[str, ...] | None = None
+
+
 def refresh_incremental(
     conn: psycopg.Connection, obj: Buildable, dependents: Dependents
 ) -> IncrementalResult:
@@ -212,14 +220,6 @@ def refresh_incremental(
                 result = rewrite_rows(conn, obj, ids, rows)
         save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, upto, result.rows)
     return result
-
-
-@dataclass(frozen=True)
-class IncrementalResult:
-    mode: str
-    rows: int
-    changed_ids: tuple[str, ...] | None = None
-    rewritten_ids: tuple[str, ...] | None = None
 
 
 def rewrite_rows(conn: psycopg.Connection, obj: Buildable, ids: list[str], rows: int) -> IncrementalResult:
