@@ -38,7 +38,7 @@ FORMVIEW_NAME = re.compile(r"\bformview_[a-z0-9_]+\b")
 RAW_DOCS_COLUMNS = ("source", "_id", "_rev", "_deleted", "_conflicts", "saved_timestamp", "doc", "change_seq")
 EXTERNAL_RELATIONS: dict[str, tuple[str, ...]] = {
     "raw.couchdb_docs": RAW_DOCS_COLUMNS,
-    "raw.couchdb_progress": ("source", "seq", "pending", "updated_at"),
+    "raw.couchdb_progress": ("source", "seq", "pending", "updated_at", "docs", "live_docs"),
     "raw.couchdb_form_xml": ("source", "_id", "_rev", "attachment", "xml"),
     "couchdb": ("doc",),
     "couchdb_users_meta": ("doc",),

@@ -69,6 +69,9 @@ SET _deleted = true, doc = doc || '{"_deleted": true}'::jsonb,
 WHERE source = %s AND _id = ANY(%s) AND NOT _deleted
 """
 
+# A repair writes rows outside replication's page accounting: the next sync counts again.
+FORGET_COUNTS = "UPDATE raw.couchdb_progress SET docs = NULL, live_docs = NULL WHERE source = %s"
+
 Log = Callable[[str], None]
 
 
@@ -202,6 +205,7 @@ def store_docs(conn: psycopg.Connection, client: CouchClient, source: str, chang
                 copy.write_row((ordinal, to_json(change)[0]))
         stored = store(cur, ROW_CHANGES, source)
         save_form_xml(cur, client, source, stored.forms, stored.deleted_ids)
+        cur.execute(FORGET_COUNTS, (source,))
     return stored.written
 
 
@@ -210,6 +214,7 @@ def tombstone(conn: psycopg.Connection, source: str, ids: list[str]) -> int:
         conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK_KEY,))
         count = conn.execute(TOMBSTONE, (source, ids)).rowcount
         conn.execute(DELETE_FORM_XML, (source, ids))
+        conn.execute(FORGET_COUNTS, (source,))
     return count
 
 

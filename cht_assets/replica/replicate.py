@@ -66,6 +66,10 @@ WITH staged AS MATERIALIZED (
         OFFSET 0  -- computed once per row: the planner would otherwise repeat each use of `doc`
     ) AS c
 ),
+prior AS MATERIALIZED (  -- the rows as they were before this statement (same snapshot)
+    SELECT d._id, d._deleted FROM raw.couchdb_docs AS d
+    WHERE d.source = %(source)s AND d._id IN (SELECT _id FROM staged)
+),
 merged AS (
     INSERT INTO raw.couchdb_docs AS d (source, _id, _rev, _deleted, _conflicts, doc)
     SELECT DISTINCT ON (_id) %(source)s, _id, _rev, _deleted, _conflicts, doc
@@ -74,7 +78,7 @@ merged AS (
     SET _rev = excluded._rev, _deleted = excluded._deleted, _conflicts = excluded._conflicts, doc = excluded.doc,
         saved_timestamp = clock_timestamp(), change_seq = nextval('raw.couchdb_change_seq')
     WHERE d._rev IS DISTINCT FROM excluded._rev OR d._conflicts IS DISTINCT FROM excluded._conflicts
-    RETURNING 1
+    RETURNING d._id, d._deleted
 )
 SELECT
     (SELECT count(*) FROM staged),
@@ -82,7 +86,10 @@ SELECT
     (SELECT count(*) FROM merged),
     (SELECT coalesce(jsonb_agg(jsonb_build_array(_id, _rev, doc -> '_attachments')), '[]')
      FROM staged WHERE doc ->> 'type' = 'form' AND NOT _deleted),
-    (SELECT coalesce(array_agg(_id), '{{}}') FROM staged WHERE _deleted)
+    (SELECT coalesce(array_agg(_id), '{{}}') FROM staged WHERE _deleted),
+    (SELECT count(*) FROM merged AS m WHERE NOT EXISTS (SELECT 1 FROM prior AS p WHERE p._id = m._id)),
+    (SELECT coalesce(sum((NOT m._deleted)::int - coalesce((NOT p._deleted)::int, 0)), 0)
+     FROM merged AS m LEFT JOIN prior AS p ON p._id = m._id)
 """)
 # Pages above this size are parsed in Python row by row, so PostgreSQL never holds one whole.
 WHOLE_PAGE_MAX_BYTES = 64 * 1024 * 1024
@@ -96,7 +103,8 @@ DELETE_FORM_XML = "DELETE FROM raw.couchdb_form_xml WHERE source = %s AND _id = 
 SAVE_CHECKPOINT = """
 INSERT INTO raw.couchdb_progress (source, seq, pending, updated_at)
 VALUES (%(source)s, %(seq)s, %(pending)s, now())
-ON CONFLICT (source) DO UPDATE SET seq = excluded.seq, pending = excluded.pending, updated_at = now()
+ON CONFLICT (source) DO UPDATE SET seq = excluded.seq, pending = excluded.pending, updated_at = now(),
+    docs = couchdb_progress.docs + %(added)s, live_docs = couchdb_progress.live_docs + %(live_delta)s
 """
 
 
@@ -180,6 +188,8 @@ class Stored:
     written: int
     forms: list[list]
     deleted_ids: list[str]
+    added: int  # rows new to the table
+    live_delta: int  # change in the number of live (not deleted) rows
 
 
 def store(cur: psycopg.Cursor, changes: sql.Composable, source: str) -> Stored:
@@ -229,7 +239,16 @@ def replicate_page(conn: psycopg.Connection, client: CouchClient, page: Page, so
         if pending is None and stored.changes < page.limit:
             pending = 0  # PouchDB does not report pending; a short page means we caught up.
         if page.last_seq != page.since or stored.written:
-            cur.execute(SAVE_CHECKPOINT, {"source": source, "seq": page.last_seq, "pending": pending})
+            cur.execute(
+                SAVE_CHECKPOINT,
+                {
+                    "source": source,
+                    "seq": page.last_seq,
+                    "pending": pending,
+                    "added": stored.added,
+                    "live_delta": stored.live_delta,
+                },
+            )
     return BatchResult(
         stored.changes, stored.written, stored.deleted, len(cleaned), page.last_seq, pending, tuple(cleaned)
     )
@@ -261,10 +280,22 @@ def save_form_xml(
 
 
 def count_rows(conn: psycopg.Connection, source: str) -> tuple[int, int]:
-    total, live = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE NOT _deleted) FROM raw.couchdb_docs WHERE source = %s",
-        (source,),
+    """The source's rows and live rows, as kept in its progress row; counted (once) when unknown."""
+    row = conn.execute(
+        "SELECT docs, live_docs FROM raw.couchdb_progress WHERE source = %s", (source,)
     ).fetchone()
+    if row and row[0] is not None and row[1] is not None:
+        return row[0], row[1]
+    # The caller holds the source's sync lock: no page of this source commits meanwhile.
+    with conn.transaction():
+        total, live = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE NOT _deleted) FROM raw.couchdb_docs WHERE source = %s",
+            (source,),
+        ).fetchone()
+        conn.execute(
+            "UPDATE raw.couchdb_progress SET docs = %s, live_docs = %s WHERE source = %s",
+            (total, live, source),
+        )
     return total, live
 
 

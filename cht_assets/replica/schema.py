@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS raw.couchdb_progress (
     pending    bigint,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- Row counts kept from each page's changes, so a sync never counts the whole table; NULL =
+-- unknown (first sync, after a repair): the next sync counts once.
+ALTER TABLE raw.couchdb_progress ADD COLUMN IF NOT EXISTS docs bigint, ADD COLUMN IF NOT EXISTS live_docs bigint;
 COMMENT ON TABLE raw.couchdb_progress IS
     'Checkpoint per CouchDB database: the opaque _changes seq, stored verbatim.';
 CREATE TABLE IF NOT EXISTS raw.couchdb_form_xml (

@@ -87,6 +87,21 @@ def test_initial_and_incremental_sync_equal_couchdb(pg_url: str, couch_db: Couch
         ).fetchone()
     assert body == ("pregnancy",), "a webapp delete keeps its body in the tombstone"
 
+    # Counts are kept from each page's changes (not counted again): undeletes and deletes too.
+    current = revs(couch_db)
+    couch_db.bulk_docs(
+        [{"_id": "doc-000055", "revived": True}, {"_id": "doc-000065", "revived": True}]
+        + [{"_id": "doc-000001", "_rev": current["doc-000001"], "_deleted": True}]
+    )
+    third = sync(pg_url, couch_db)
+    assert (third.row_count, third.live_count) == (870, 851)
+    with psycopg.connect(pg_url) as conn:
+        counted = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE NOT _deleted) FROM raw.couchdb_docs WHERE source = %s",
+            (couch_db.db,),
+        ).fetchone()
+    assert counted == (870, 851)
+
 
 def test_sync_without_changes_writes_nothing(pg_url: str, couch_db: CouchClient) -> None:
     couch_db.bulk_docs(make_docs(300))
