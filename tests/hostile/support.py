@@ -12,19 +12,7 @@ import psycopg
 
 from cht_assets.couch.client import CouchClient
 from cht_assets.replica.replicate import SyncResult, replicate_database
-
-
-def make_docs(count: int, start: int = 0) -> list[dict[str, Any]]:
-    return [
-        {
-            "_id": f"doc-{i:06d}",
-            "type": "data_record",
-            "form": "pregnancy",
-            "reported_date": 1_700_000_000_000 + i,
-            "fields": {"lmp": "2024-01-01", "n": str(i)},
-        }
-        for i in range(start, start + count)
-    ]
+from tests.support.docs import make_docs
 
 
 def load(client: CouchClient, count: int, *, chunk: int = 5000) -> None:

@@ -17,6 +17,7 @@ from cht_assets.couch.client import CouchClient
 from cht_assets.couch.errors import CouchAuthError, CouchUnavailable
 from cht_assets.replica.replicate import replicate_database
 from tests.support.compare import assert_replica_equals, checkpoint, raw_state
+from tests.support.docs import make_docs
 from tests.support.http import FaultProxy, serve
 
 
@@ -24,19 +25,6 @@ def sync(pg_url: str, client: CouchClient, **kwargs: Any):
     kwargs.setdefault("batch_size", 100)
     kwargs.setdefault("base_delay", 0.05)
     return replicate_database(pg_url, client, source=client.db, all_sources=[client.db], **kwargs)
-
-
-def make_docs(count: int, start: int = 0) -> list[dict[str, Any]]:
-    return [
-        {
-            "_id": f"doc-{i:06d}",
-            "type": "data_record",
-            "form": "pregnancy",
-            "reported_date": 1_700_000_000_000 + i,
-            "fields": {"lmp": "2024-01-01", "n": str(i), "group": {"deep": [i, {"x": "é"}]}},
-        }
-        for i in range(start, start + count)
-    ]
 
 
 def revs(client: CouchClient) -> dict[str, str]:

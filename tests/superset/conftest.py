@@ -23,6 +23,7 @@ from cht_assets.defs.superset import SupersetResource, build_superset_assets
 from cht_assets.servers.superset import DEFAULT_VENV, SupersetServer, admin_credentials, start_superset
 from tests.conftest import fresh_database
 from tests.superset import standin
+from tests.superset.browser import Chromium, chromium_binary
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
@@ -228,3 +229,12 @@ def manager_clients(
     yield clients
     for client in clients.values():
         client.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
+    """Headless Chromium with a profile of its own, one per test module."""
+    if chromium_binary() is None:
+        pytest.fail("chromium is not installed: apt-get update && apt-get install -y chromium")
+    with Chromium(tmp_path_factory.mktemp("chromium-profile")) as chromium:
+        yield chromium

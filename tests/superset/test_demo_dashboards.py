@@ -55,7 +55,7 @@ from tests.conftest import fresh_database
 from tests.integration.pipeline import SUFFIXES, Deployment, new_deployment
 from tests.integration.pipeline import materialize as materialize_pipeline
 from tests.superset import expect
-from tests.superset.browser import Chromium, chromium_binary
+from tests.superset.browser import Chromium
 from tests.superset.conftest import SCREENSHOTS, SESSION, SOURCES, Provisioning
 from tests.superset.conftest import materialize as materialize_superset
 from tests.superset.test_screenshots import browser_session, check, render
@@ -696,14 +696,6 @@ def test_a_manager_sees_only_rows_under_their_place(
 
 
 # --- 5. screenshots ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
-    if chromium_binary() is None:
-        pytest.fail("chromium is not installed: apt-get update && apt-get install -y chromium")
-    with Chromium(tmp_path_factory.mktemp("demo-chromium")) as chromium:
-        yield chromium
 
 
 def test_each_dashboard_renders_the_demo_data(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import requests
 
 from cht_assets.bi.bundle import DashboardSpec
 from cht_assets.servers.superset import SupersetServer, admin_credentials
-from tests.superset.browser import BrowserError, Chromium, chromium_binary
+from tests.superset.browser import BrowserError, Chromium
 from tests.superset.conftest import MANAGERS, SCREENSHOTS, Analytics, Provisioning
 
 pytestmark = pytest.mark.superset
@@ -45,14 +44,6 @@ def browser_session(url: str, username: str, password: str) -> str:
         )
         assert answer.status_code == 302 and answer.headers["Location"] != "/login/", "login failed"
         return http.cookies["session"]
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
-    if chromium_binary() is None:
-        pytest.fail("chromium is not installed: apt-get update && apt-get install -y chromium")
-    with Chromium(tmp_path_factory.mktemp("chromium-profile")) as chromium:
-        yield chromium
 
 
 def render(browser: Chromium, server: SupersetServer, spec: DashboardSpec, shot: Path) -> dict:
