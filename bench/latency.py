@@ -27,17 +27,14 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT))  # for the dagster dev harness of tests/ops
-
-from cht_assets.couch.client import CouchClient  # noqa: E402
-from cht_assets.demo.generator import generate  # noqa: E402
-from cht_assets.demo.loader import couch_clients, database_name, load_deployment  # noqa: E402
-from cht_assets.replica.replicate import replicate_database  # noqa: E402
-from cht_assets.servers.couchdb import start_pouchdb_server  # noqa: E402
-from cht_assets.servers.postgres import start_embedded_postgres  # noqa: E402
-from cht_assets.servers.process import free_port  # noqa: E402
-from tests.ops.dagster_dev import start_dagster_dev  # noqa: E402
+from cht_assets.couch.client import CouchClient
+from cht_assets.demo.generator import generate
+from cht_assets.demo.loader import couch_clients, database_name, load_deployment
+from cht_assets.replica.replicate import replicate_database
+from cht_assets.servers.couchdb import start_pouchdb_server
+from cht_assets.servers.dagster_dev import start_dagster_dev
+from cht_assets.servers.postgres import start_embedded_postgres
+from cht_assets.servers.process import free_port
 
 SUFFIXES = ("medic", "medic-sentinel", "medic-users-meta", "medic-logs")
 
@@ -132,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         say("starting dagster dev")
         started = time.monotonic()
-        dev = start_dagster_dev(work / "dagster_home", env, port=port)
+        # Compute logs captured, as in a deployment (each run pays for its `tail -F`).
+        dev = start_dagster_dev(work / "dagster_home", env, port=port, compute_logs=True)
         stops.append(dev.stop)
         say(f"dagster dev up in {time.monotonic() - started:.0f}s on {dev.url}; waiting for the first build")
         dev.wait(lambda: reports_of(pg_url, "") >= 0, 300, "useview_chw_activity built")

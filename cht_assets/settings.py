@@ -83,6 +83,8 @@ class OpsSettings:
     smtp_password: str | None = field(repr=False)
     smtp_tls: str
     dagster_ui_url: str
+    dagster_webserver_url: str
+    forms_poll_seconds: int
     alert_sensor_seconds: int
     backup_dir: str
     backup_keep: int
@@ -111,6 +113,7 @@ def load_ops_settings() -> OpsSettings:
     load_dotenv(override=False)
     raw_minutes = env_int("FRESHNESS_RAW_MINUTES", 30)
     smtp_port = env_int("SMTP_PORT", 25)
+    ui_url = (os.environ.get("DAGSTER_UI_URL") or DEMO_DAGSTER_UI_URL).rstrip("/")
     return OpsSettings(
         freshness_raw_minutes=raw_minutes,
         freshness_views_minutes=env_int("FRESHNESS_VIEWS_MINUTES", 60),
@@ -129,7 +132,11 @@ def load_ops_settings() -> OpsSettings:
         smtp_user=os.environ.get("SMTP_USER") or None,
         smtp_password=os.environ.get("SMTP_PASSWORD") or None,
         smtp_tls=(os.environ.get("SMTP_TLS") or default_smtp_tls(smtp_port)).lower(),
-        dagster_ui_url=(os.environ.get("DAGSTER_UI_URL") or DEMO_DAGSTER_UI_URL).rstrip("/"),
+        dagster_ui_url=ui_url,
+        # Where the forms sensor asks for a reload of the code location: the webserver itself,
+        # not an authenticating proxy in front of it.
+        dagster_webserver_url=(os.environ.get("DAGSTER_WEBSERVER_URL") or ui_url).rstrip("/"),
+        forms_poll_seconds=env_int("FORMS_POLL_SECONDS", 30),
         alert_sensor_seconds=env_int("ALERT_SENSOR_SECONDS", 30),
         backup_dir=os.environ.get("BACKUP_DIR") or DEFAULT_BACKUP_DIR,
         backup_keep=env_int("BACKUP_KEEP", 7),
@@ -139,3 +146,50 @@ def load_ops_settings() -> OpsSettings:
         backup_scratch_postgres_url=os.environ.get("BACKUP_SCRATCH_POSTGRES_URL") or None,
         backup_scratch_couchdb_url=os.environ.get("BACKUP_SCRATCH_COUCHDB_URL") or None,
     )
+
+
+# --- Superset access: the read-only database roles and Superset's connection ------------------
+
+DEFAULT_SUPERSET_DB_ROLE = "cht_superset"
+DEFAULT_ANALYST_DB_ROLE = "cht_analyst"
+# Only for the local demo and the tests; a deployment sets SUPERSET_DB_PASSWORD.
+TEST_ONLY_SUPERSET_DB_PASSWORD = "test-only-superset-db-password"  # noqa: S105
+DEFAULT_SUPERSET_DATABASE_NAME = "CHT analytics"
+DEFAULT_ACCESS_FILE = Path(__file__).resolve().parents[1] / "superset" / "access.yaml"
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """The PostgreSQL roles Superset and analysts log in as (an unset analyst password makes a
+    NOLOGIN group role), and how Superset reaches the analytics database: its name in Superset,
+    and the host/port Superset dials when they differ from POSTGRES_URL's (e.g. from a container)."""
+
+    superset_db_role: str
+    superset_db_password: str = field(repr=False)
+    analyst_db_role: str
+    analyst_db_password: str | None = field(repr=False)
+    superset_database_name: str
+    superset_db_host: str | None
+    superset_db_port: int | None
+    access_file: Path  # who sees what: a deployment may keep it outside this checkout
+
+
+def load_access_settings() -> AccessSettings:
+    load_dotenv(override=False)
+    return AccessSettings(
+        superset_db_role=os.environ.get("SUPERSET_DB_ROLE") or DEFAULT_SUPERSET_DB_ROLE,
+        superset_db_password=os.environ.get("SUPERSET_DB_PASSWORD") or TEST_ONLY_SUPERSET_DB_PASSWORD,
+        analyst_db_role=os.environ.get("ANALYST_DB_ROLE") or DEFAULT_ANALYST_DB_ROLE,
+        analyst_db_password=os.environ.get("ANALYST_DB_PASSWORD") or None,
+        superset_database_name=os.environ.get("SUPERSET_DATABASE_NAME") or DEFAULT_SUPERSET_DATABASE_NAME,
+        superset_db_host=os.environ.get("SUPERSET_DB_HOST") or None,
+        superset_db_port=env_int("SUPERSET_DB_PORT", 0) or None,
+        access_file=Path(os.environ.get("SUPERSET_ACCESS_FILE") or DEFAULT_ACCESS_FILE),
+    )
+
+
+def named_secret(name: str) -> str | None:
+    """A secret whose variable is named by configuration (access.yaml's `password_env`), read
+    when it is used."""
+    load_dotenv(override=False)
+    return os.environ.get(name) or None

@@ -244,6 +244,16 @@ class CouchClient:
                 return
             startkey = rows[-1]["key"]
 
+    def docs_by_prefix(self, prefix: str) -> list[dict[str, Any]]:
+        """The live docs whose ids start with `prefix` (e.g. CHT's `form:` docs), attachments as stubs."""
+        params = {
+            "include_docs": "true",
+            "startkey": json.dumps(prefix),
+            "endkey": json.dumps(prefix + "\ufff0"),
+        }
+        rows = self._request("GET", "/_all_docs", params=params).json()["rows"]
+        return [row["doc"] for row in rows if row.get("doc")]
+
     def rows_for_ids(self, ids: list[str]) -> list[dict[str, Any]]:
         """`_all_docs` rows for `ids`: the winning doc with its conflicts, `value.deleted` for a
         deleted doc, `error: not_found` for an id CouchDB does not know (or purged)."""

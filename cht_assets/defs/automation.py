@@ -21,7 +21,9 @@ What runs when:
     ops         the daily backup schedule (cht_assets.defs.schedules)
 
 A missing asset (first start, new form) is built once everything upstream exists; after a failed
-attempt it waits for the next upstream update or keepalive instead of retrying every tick.
+attempt it waits for the next upstream update or keepalive instead of retrying every tick. An
+asset waiting for a form the deployment lacks (cht_assets.defs.views) has no automation until
+the form appears.
 """
 
 import warnings
@@ -30,6 +32,7 @@ from datetime import timedelta
 import dagster as dg
 
 from cht_assets.defs import alerts, backups, reconcile, schedules, sensors
+from cht_assets.defs.views import WAITING_TAG
 from cht_assets.settings import OpsSettings, load_ops_settings, load_settings
 
 RAW_GROUP = "raw"
@@ -141,6 +144,9 @@ def automation_condition(spec: dg.AssetSpec, minutes: int) -> dg.AutomationCondi
 def operate(spec: dg.AssetSpec, settings: OpsSettings) -> dg.AssetSpec:
     if spec.group_name in EXTERNAL_GROUPS:
         return spec
+    if WAITING_TAG in spec.tags:
+        # Waiting for a form: nothing to follow until it appears (the location reloads then).
+        return spec.replace_attributes(automation_condition=None)
     policy = freshness_policy(spec.group_name, settings)
     if policy is not None:
         spec = dg.apply_freshness_policy(spec, policy, overwrite_existing=False)

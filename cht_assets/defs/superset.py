@@ -2,13 +2,17 @@
 dashboard in `superset/dashboards/`, and the access rules of `superset/access.yaml`.
 
     superset/database                 <- (nothing)        connection as the read-only DB role
-    superset/datasets/<view>          <- the view's asset  columns from the catalog
+    superset/datasets/<view>          <- the view's asset  columns from the catalog; joins the RLS rules
     superset/dashboards/<slug>        <- its datasets      charts, layout, native filters
-    superset/access                   <- every dataset and dashboard: DB roles, Superset roles, RLS
+    superset/access                   <- the database      DB grants, Superset roles, users, RLS
 
-The logic lives in cht_assets.bi; this module only wires it. Credentials are read from the
-environment at run time (SUPERSET_URL, SUPERSET_USER, SUPERSET_PASSWORD, SUPERSET_DB_*,
-ANALYST_DB_*) and never enter run config or metadata.
+superset/access depends on the database connection only: it provisions whatever datasets exist
+when it runs (the others are listed as skipped), so one failing or absent dataset never leaves
+managers without roles or RLS. Each dataset asset puts its own dataset in the managers' RLS
+rules, so no dataset is ever readable unfiltered (cht_assets.bi.access explains why).
+
+The logic lives in cht_assets.bi and cht_assets.warehouse.roles; this module only wires it.
+Credentials come from cht_assets.settings at run time and never enter run config or metadata.
 """
 
 import hashlib
@@ -18,31 +22,17 @@ from pathlib import Path
 
 import dagster as dg
 
-from cht_assets.bi.access import (
-    ACCESS_PATH,
-    AccessReport,
-    DbRoles,
-    ensure_pg_role,
-    grant_select,
-    load_access,
-    provision_access,
-    superset_database,
-)
-from cht_assets.bi.bundle import (
-    DASHBOARDS_DIR,
-    BundleError,
-    DashboardSpec,
-    DatasetSource,
-    Provisioned,
-    load_dashboards,
-    provision_dashboard,
-    provision_database,
-    provision_dataset,
-    read_dataset,
-)
+from cht_assets.bi.access import AccessReport, provision_access, publish_dataset
+from cht_assets.bi.access_config import ACCESS_PATH, AccessError, load_access
+from cht_assets.bi.bundle import BundleError, Provisioned
 from cht_assets.bi.client import SupersetClient
+from cht_assets.bi.dashboard_specs import DASHBOARDS_DIR, DashboardSpec, load_dashboards
+from cht_assets.bi.dashboards import provision_dashboard
+from cht_assets.bi.database import DatabaseConnection, provision_database
+from cht_assets.bi.datasets import DatasetSource, read_dataset
 from cht_assets.defs.resources import PostgresResource
-from cht_assets.settings import load_settings
+from cht_assets.settings import AccessSettings, load_access_settings, load_settings, named_secret
+from cht_assets.warehouse.roles import DbRoles, PgRole, ensure_pg_role, grant_select
 
 GROUP = "superset"
 KINDS = {"superset"}
@@ -69,6 +59,26 @@ class SupersetResource(dg.ConfigurableResource):
             settings.superset_password,
             timeout=self.timeout_seconds,
         )
+
+
+def database_roles(settings: AccessSettings) -> DbRoles:
+    return DbRoles(
+        PgRole(settings.superset_db_role, settings.superset_db_password),
+        PgRole(settings.analyst_db_role, settings.analyst_db_password),
+    )
+
+
+def superset_connection(conninfo: str, settings: AccessSettings | None = None) -> DatabaseConnection:
+    """Superset's connection to the database of `conninfo`, as the read-only Superset role."""
+    settings = settings or load_access_settings()
+    return DatabaseConnection.from_conninfo(
+        settings.superset_database_name,
+        conninfo,
+        settings.superset_db_role,
+        settings.superset_db_password,
+        host=settings.superset_db_host,
+        port=settings.superset_db_port,
+    )
 
 
 def asset_name(text: str) -> str:
@@ -105,9 +115,10 @@ def database_asset() -> dg.AssetsDefinition:
     def superset_database_connection(
         context: dg.AssetExecutionContext, superset: SupersetResource, postgres: PostgresResource
     ) -> dg.MaterializeResult:
-        role = DbRoles.from_env().superset
+        settings = load_access_settings()
+        role = database_roles(settings).superset
         created = ensure_pg_role(postgres.conninfo, role)
-        database = superset_database(postgres.conninfo, role)
+        database = superset_connection(postgres.conninfo, settings)
         with superset.client() as client:
             result = provision_database(client, database)
             url = f"{client.url}/databaseview/list/"
@@ -124,24 +135,42 @@ def database_asset() -> dg.AssetsDefinition:
     return superset_database_connection
 
 
-def dataset_asset(source: DatasetSource) -> dg.AssetsDefinition:
+def dataset_asset(
+    source: DatasetSource, sources: Sequence[DatasetSource], specs: Sequence[DashboardSpec], access_path: Path
+) -> dg.AssetsDefinition:
     @dg.asset(
         key=dataset_key(source),
         deps=[DATABASE_KEY, dg.AssetKey(list(source.asset_key))],
         group_name=GROUP,
         kinds=KINDS,
-        description=f"Superset dataset on `{source.schema}.{source.relation}`; columns follow the view.",
+        description=(
+            f"Superset dataset on `{source.schema}.{source.relation}`; columns follow the view. With "
+            "hierarchy columns it is in every manager's row-level security rule."
+        ),
         metadata={"dagster/table_name": f"{source.schema}.{source.relation}"},
     )
     def superset_dataset(
         context: dg.AssetExecutionContext, superset: SupersetResource, postgres: PostgresResource
     ) -> dg.MaterializeResult:
-        role = DbRoles.from_env().superset
-        grant_select(postgres.conninfo, [role.name], source.schema, source.relation)
+        settings = load_access_settings()
+        grant_select(postgres.conninfo, [settings.superset_db_role], source.schema, source.relation)
         dataset = read_dataset(postgres.conninfo, source)
-        database = superset_database(postgres.conninfo, role)
+        database = superset_connection(postgres.conninfo, settings)
+        try:
+            config = load_access(access_path)
+        except AccessError as error:  # superset/access fails on it; this dataset need not
+            context.log.warning(f"not shared with any manager: {error}")
+            config = None
         with superset.client() as client:
-            result = provision_dataset(client, database, dataset)
+            result = publish_dataset(
+                client,
+                postgres.conninfo,
+                database,
+                dataset,
+                config=config,
+                sources=sources,
+                dashboards=specs,
+            )
             url = f"{client.url}/explore/?datasource_type=table&datasource_id={result.id}"
         context.log.info(f"dataset {result.name} (id {result.id}): {len(result.details['columns'])} columns")
         return dg.MaterializeResult(
@@ -151,6 +180,8 @@ def dataset_asset(source: DatasetSource) -> dg.AssetsDefinition:
                     columns=[dg.TableColumn(c.name, c.type) for c in dataset.columns]
                 ),
                 "columns": len(result.details["columns"]),
+                "rls_rules": dg.MetadataValue.json(result.details["rls_rules"]),
+                "readers": dg.MetadataValue.json(result.details["readers"]),
             }
         )
 
@@ -173,7 +204,7 @@ def dashboard_asset(
     def superset_dashboard(
         context: dg.AssetExecutionContext, superset: SupersetResource, postgres: PostgresResource
     ) -> dg.MaterializeResult:
-        database = superset_database(postgres.conninfo, DbRoles.from_env().superset)
+        database = superset_connection(postgres.conninfo)
         datasets = {source.relation: read_dataset(postgres.conninfo, source) for source in used}
         with superset.client() as client:
             result = provision_dashboard(client, database, spec, datasets)
@@ -201,6 +232,7 @@ def access_metadata(report: AccessReport) -> dict[str, object]:
         "updated": dg.MetadataValue.json(report.updated),
         "removed": dg.MetadataValue.json(report.removed),
         "warnings": dg.MetadataValue.json(report.warnings),
+        "skipped_datasets": dg.MetadataValue.json(report.skipped),
         "db_grants": dg.MetadataValue.json(
             [
                 {
@@ -220,13 +252,16 @@ def access_asset(
 ) -> dg.AssetsDefinition:
     @dg.asset(
         key=ACCESS_KEY,
-        deps=[*(dataset_key(s) for s in sources), *(dashboard_key(d) for d in specs)],
+        deps=[DATABASE_KEY],
+        # Within a run that also provisions datasets and dashboards, run after them.
+        op_tags={"dagster/priority": "-1"},
         group_name=GROUP,
         kinds=KINDS,
         description=(
             "Who sees what (superset/access.yaml): read-only PostgreSQL roles for Superset and analysts "
             "(view layers only, never `raw`), manager roles, users and row-level security on every "
-            "dataset with hierarchy columns."
+            "dataset with hierarchy columns. Works with the datasets that exist when it runs; the "
+            "others are listed in `skipped_datasets`."
         ),
         code_version=file_version(access_path) if access_path.exists() else None,
     )
@@ -234,14 +269,21 @@ def access_asset(
         context: dg.AssetExecutionContext, superset: SupersetResource, postgres: PostgresResource
     ) -> dg.MaterializeResult:
         config = load_access(access_path)
-        roles = DbRoles.from_env()
-        database = superset_database(postgres.conninfo, roles.superset)
-        datasets = [read_dataset(postgres.conninfo, source) for source in sources]
+        settings = load_access_settings()
+        database = superset_connection(postgres.conninfo, settings)
+        passwords = {m.password_env: named_secret(m.password_env) for m in config.managers if m.password_env}
         with superset.client() as client:
             report = provision_access(
-                client, postgres.conninfo, config, database, datasets, specs, db_roles=roles
+                client,
+                postgres.conninfo,
+                config,
+                database,
+                sources,
+                specs,
+                db_roles=database_roles(settings),
+                passwords=passwords,
             )
-        for warning in report.warnings:
+        for warning in report.warnings + [f"dataset skipped: {s}" for s in report.skipped]:
             context.log.warning(warning)
         context.log.info(
             f"{len(report.managers)} managers; created {len(report.created)}, updated {len(report.updated)}, "
@@ -277,7 +319,7 @@ def build_superset_assets(
     paths = {spec.slug: dashboards_dir / spec.source for spec in specs}
     return [
         database_asset(),
-        *(dataset_asset(source) for source in datasets),
+        *(dataset_asset(source, datasets, specs, access_path) for source in datasets),
         *(dashboard_asset(spec, sources, paths.get(spec.slug)) for spec in specs),
         access_asset(datasets, specs, access_path),
     ]

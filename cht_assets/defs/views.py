@@ -1,149 +1,52 @@
-"""One Dagster asset per SQL object of the view layers, its dependencies parsed from the SQL.
+"""One Dagster asset per object of the view catalog (cht_assets.warehouse.catalog), its
+dependencies parsed from the SQL.
 
-Objects come from the files in `sql/` and from generators (the hierarchy view, one formview
-per form). Each asset refreshes its object in PostgreSQL and runs its checks in the same step:
-blocking checks stop wrong numbers from flowing downstream.
+Each asset refreshes its object in PostgreSQL and runs its checks in the same step: blocking
+checks stop wrong numbers from flowing downstream. An object waiting for a form the deployment
+lacks is not attempted: its step succeeds without a materialization (what reads it is skipped,
+nothing else), records an observation saying what it waits for, and its automation is off
+until the form appears (cht_assets.defs.forms reloads the code location then).
 """
 
 import logging
-import re
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
 import psycopg
 
+from cht_assets.couch.client import CouchClient
 from cht_assets.defs import checks
 from cht_assets.defs.raw import raw_asset_key
 from cht_assets.defs.resources import PostgresResource
-from cht_assets.replica.schema import compat_relation
-from cht_assets.settings import load_settings
-from cht_assets.sqlgraph import SqlGraph, SqlObject, column_lineage, load_sql_dir
-from cht_assets.sqlgraph.files import SqlFile, read_sql_dir
-from cht_assets.sqlgraph.model import code_version
-from cht_assets.warehouse.formviews import LAYER, FormviewSpec, build_formview, discover
-from cht_assets.warehouse.hierarchy import BUILTIN_PLACE_TYPES, HIERARCHY_VIEW, hierarchy_select, place_types
-from cht_assets.warehouse.refresh import Buildable, RefreshResult, refresh
+from cht_assets.replica.schema import relation_sources
+from cht_assets.settings import Settings, load_settings
+from cht_assets.sqlgraph import SqlGraph, SqlObject, column_lineage
+from cht_assets.warehouse import catalog as view_catalog
+from cht_assets.warehouse.catalog import AbsentInput, CatalogEntry, ViewCatalog, build_catalog, refresh_entry
+from cht_assets.warehouse.refresh import RefreshResult
 from cht_assets.warehouse.state import ensure_meta_schema
 
-SQL_ROOT = Path(__file__).resolve().parents[2] / "sql"
+SQL_ROOT = view_catalog.SQL_ROOT
+WAITING_TAG = "cht/waiting_for"
 logger = logging.getLogger(__name__)
-FORMVIEW_NAME = re.compile(r"\bformview_[a-z0-9_]+\b")
-
-# Relations the SQL may read that no SQL file defines, with their columns (for lineage).
-RAW_DOCS_COLUMNS = ("source", "_id", "_rev", "_deleted", "_conflicts", "saved_timestamp", "doc", "change_seq")
-EXTERNAL_RELATIONS: dict[str, tuple[str, ...]] = {
-    "raw.couchdb_docs": RAW_DOCS_COLUMNS,
-    "raw.couchdb_progress": ("source", "seq", "pending", "updated_at", "docs", "live_docs"),
-    "raw.couchdb_form_xml": ("source", "_id", "_rev", "attachment", "xml"),
-    "couchdb": ("doc",),
-    "couchdb_users_meta": ("doc",),
-    "couchdb_medic_logs": ("doc",),
-    "couchdb_medic_users": ("doc",),
-    "couchdb_progress": ("seq", "source"),
-    "cht_meta.refresh_state": (
-        "object",
-        "layer",
-        "kind",
-        "code_version",
-        "change_seq",
-        "row_count",
-        "refreshed_at",
-    ),
-}
-
-BuildFor = Callable[[psycopg.Connection], Buildable]
-
-
-@dataclass(frozen=True)
-class ViewObject:
-    """An object of the graph and how to produce its SQL when it runs."""
-
-    obj: SqlObject
-    build_for: BuildFor
-
-
-def buildable(obj: SqlObject, sql: str | None = None) -> Buildable:
-    return Buildable(
-        name=obj.name,
-        layer=obj.layer,
-        kind=obj.kind,
-        sql=sql or obj.sql,
-        code_version=obj.code_version,
-        unique_key=obj.unique_key or ("uuid",),
-        doc_key=obj.config.get("doc_key", (obj.unique_key or ("uuid",))[0]),
-        indexes=obj.indexes,
-    )
 
 
 def view_asset_key(obj: SqlObject) -> dg.AssetKey:
     return dg.AssetKey([obj.layer, obj.name])
 
 
-def hierarchy_object() -> ViewObject:
-    """Generated at run time from the place types found in the data; the built-in types
-    give the load-time shape (and the dependencies)."""
-    template = SqlObject.from_sql(
-        HIERARCHY_VIEW,
-        hierarchy_select(BUILTIN_PLACE_TYPES),
-        layer="contactviews",
-        config={
-            "materialized": "view",
-            "unique_key": "uuid",
-            "description": "Every contact with its ancestors and one uuid/name column pair per place type.",
-        },
-    )
-
-    def build_for(conn: psycopg.Connection) -> Buildable:
-        sql = hierarchy_select(place_types(conn))
-        # Versioned by the SQL generated now: new place types must replace the view.
-        return Buildable(HIERARCHY_VIEW, "contactviews", "view", sql, code_version(sql), ("uuid",), "uuid")
-
-    return ViewObject(template, build_for)
-
-
-def formview_object(spec: FormviewSpec, load_conn: psycopg.Connection) -> ViewObject:
-    """The formview as the form is now; at run time it is generated again from the form then."""
-    built = build_formview(load_conn, spec, remember=False)
-    config = {
-        "materialized": "incremental",
-        "unique_key": ", ".join(spec.unique_key),
-        "doc_key": spec.doc_key,
-        "description": spec.description,
-        "cast_check": "true",
-    }
-    template = SqlObject.from_sql(spec.view, built.sql, layer=LAYER, config=config)
-    return ViewObject(template, partial(build_formview, spec=spec))
-
-
-def generated_formviews(postgres_url: str, reserved: set[str]) -> list[ViewObject]:
-    """One per form the raw layer holds; none when the database cannot be reached (yet)."""
-    try:
-        with psycopg.connect(postgres_url, connect_timeout=3, autocommit=True) as conn:
-            conn.execute("SET standard_conforming_strings = on")
-            return [formview_object(spec, conn) for spec in discover(conn, reserved)]
-    except psycopg.OperationalError as exc:
-        logger.warning("formviews not generated: PostgreSQL unreachable (%s)", type(exc).__name__)
-        return []
-
-
-def formview_references(files: Sequence[SqlFile]) -> set[str]:
-    return {name for sql_file in files for name in FORMVIEW_NAME.findall(sql_file.text)}
-
-
-def external_deps(relation: str, dbs: Sequence[str]) -> list[dg.AssetKey]:
-    """The raw assets behind a relation the raw layer owns."""
-    if relation.startswith("raw."):
-        return [raw_asset_key(db) for db in dbs]
-    if relation in EXTERNAL_RELATIONS and relation.startswith("couchdb"):
-        if relation == "couchdb_progress":
-            return [raw_asset_key(db) for db in dbs]
-        return [raw_asset_key(db) for db in dbs if compat_relation(db) == relation]
-    return []
+def load_catalog(settings: Settings | None = None, sql_root: Path | None = None) -> ViewCatalog:
+    """The catalog of this deployment as it is now: its forms from the warehouse, or from
+    CouchDB when the warehouse has none yet (the first run on an empty warehouse)."""
+    settings = settings or load_settings()
+    couch = [
+        CouchClient(settings.couchdb_url, db, timeout=10, connect_timeout=3) for db in settings.couchdb_dbs
+    ]
+    forms, known = view_catalog.deployment_forms(settings.postgres_url, couch)
+    return build_catalog(forms, known, sql_root=sql_root or SQL_ROOT)
 
 
 def column_schema(conn: psycopg.Connection, name: str) -> dg.TableSchema:
@@ -184,38 +87,76 @@ def describe(result: RefreshResult) -> str:
     return f"{result.name}: {result.mode} in {result.seconds:.2f}s{changed}{rows}"
 
 
-def view_asset(graph: SqlGraph, view: ViewObject, all_views: dict[str, ViewObject], dbs: Sequence[str]):
-    obj = view.obj
-    deps = [view_asset_key(graph.objects[name]) for name in obj.depends_on if name in graph.objects]
-    deps += [key for name in obj.depends_on if name not in graph.objects for key in external_deps(name, dbs)]
-    order = {name: index for index, name in enumerate(graph.order())}
-    downstream = sorted(graph.downstream(obj.name), key=order.__getitem__)
-    dependents = [all_views[name] for name in downstream if name in all_views]
-    check_specs = checks.check_specs_for(obj, view_asset_key(obj))
-    lineage = lineage_metadata(graph, obj) if obj.kind != "function" else None
+def waiting_text(forms: Sequence[str]) -> str:
+    return ("waiting for form " if len(forms) == 1 else "waiting for forms ") + ", ".join(
+        f"`{form}`" for form in forms
+    )
 
-    @dg.asset(
-        key=view_asset_key(obj),
-        deps=sorted(set(deps), key=lambda key: key.to_user_string()),
+
+def asset_deps(catalog: ViewCatalog, obj: SqlObject, dbs: Sequence[str]) -> list[dg.AssetKey]:
+    graph = catalog.graph
+    deps = {view_asset_key(graph.objects[name]) for name in obj.depends_on if name in graph.objects}
+    deps |= {raw_asset_key(db) for name in obj.depends_on for db in relation_sources(name, dbs)}
+    return sorted(deps, key=lambda key: key.to_user_string())
+
+
+def asset_spec(catalog: ViewCatalog, entry: CatalogEntry, dbs: Sequence[str]) -> dg.AssetSpec:
+    obj = entry.obj
+    description = obj.description or f"{obj.kind} {obj.name}"
+    tags = {}
+    if entry.waiting_for:
+        description = (
+            f"{waiting_text(entry.waiting_for_forms).capitalize()}: not in this deployment (yet); "
+            f"built on the first run after the form appears. {description}"
+        )
+        tags[WAITING_TAG] = "__".join(entry.waiting_for_forms)[:63] or "form"
+    return dg.AssetSpec(
+        view_asset_key(obj),
+        deps=asset_deps(catalog, obj, dbs),
         group_name=obj.layer,
         kinds={"postgres", "sql"},
-        description=obj.description or f"{obj.kind} {obj.name}",
+        description=description,
         code_version=obj.code_version,
-        check_specs=check_specs,
+        skippable=True,
+        tags=tags,
         metadata={
             "dagster/table_name": f"public.{obj.name}",
             "materialized": obj.kind,
             "dagster/code_references": code_reference(obj.path),
         },
     )
-    def refresh_object(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+
+
+def view_asset(catalog: ViewCatalog, entry: CatalogEntry, dbs: Sequence[str]) -> dg.AssetsDefinition:
+    obj = entry.obj
+    key = view_asset_key(obj)
+    lineage = lineage_metadata(catalog.graph, obj) if obj.kind != "function" else None
+
+    # An asset waiting for a form has no checks yet (nothing to check; they come with the form):
+    # its step may then yield nothing and succeed. The others always check what they built;
+    # one whose input disappeared since loading (a form doc deleted) fails, saying so, until
+    # the forms sensor has reloaded the location.
+    waiting = bool(entry.waiting_for)
+
+    @dg.multi_asset(
+        name=f"{obj.layer}__{obj.name}",
+        specs=[asset_spec(catalog, entry, dbs)],
+        check_specs=[] if waiting else checks.check_specs_for(obj, key),
+    )
+    def refresh_object(context: dg.AssetExecutionContext, postgres: PostgresResource):
         started = time.monotonic()
         with postgres.session() as conn:
             ensure_meta_schema(conn)
-            built = view.build_for(conn)
-            result = refresh(conn, built, [(d.obj.name, partial(d.build_for, conn)) for d in dependents])
+            try:
+                built, result = refresh_entry(conn, catalog, obj.name)
+            except AbsentInput as exc:
+                if not waiting:
+                    raise dg.Failure(f"{obj.name}: {exc}; the code location reloads with the forms") from None
+                context.log.info(f"{obj.name}: not built, {exc}")
+                yield dg.AssetObservation(asset_key=key, metadata={"waiting": str(exc)})
+                return
             context.log.info(describe(result))
-            check_results = checks.run_checks(conn, obj, built, result, context.log)
+            check_results = [] if waiting else checks.run_checks(conn, obj, built, result, context.log)
             metadata: dict = {
                 "mode": result.mode,
                 "changed_docs": max(result.changed_docs, 0),
@@ -229,30 +170,13 @@ def view_asset(graph: SqlGraph, view: ViewObject, all_views: dict[str, ViewObjec
                 metadata["dagster/column_schema"] = column_schema(conn, obj.name)
             if lineage:
                 metadata["dagster/column_lineage"] = lineage
-        return dg.MaterializeResult(metadata=metadata, check_results=check_results)
+        yield dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=check_results)
 
     return refresh_object
 
 
-def static_object(obj: SqlObject) -> ViewObject:
-    built = buildable(obj)
-    return ViewObject(obj, lambda conn: built)
-
-
-def build_view_assets(generated: Sequence[ViewObject] = ()) -> list[dg.AssetsDefinition]:
-    """Every SQL file plus the generated objects; a file overrides a generated object of the same name."""
-    settings = load_settings()
-    files = read_sql_dir(SQL_ROOT)
-    file_names = {sql_file.name for sql_file in files}
-    generated = [hierarchy_object(), *generated, *generated_formviews(settings.postgres_url, file_names)]
-    extra = [view for view in generated if view.obj.name not in file_names]
-    # A use view may read the formview of a form not synced yet: until it is, that formview is
-    # an external relation (the use view fails, saying so, instead of the whole code location).
-    known = file_names | {view.obj.name for view in extra}
-    awaited = {name: () for name in formview_references(files) if name not in known}
-    graph = load_sql_dir(
-        SQL_ROOT, external_relations={**EXTERNAL_RELATIONS, **awaited}, extra_objects=[v.obj for v in extra]
-    )
-    views = {name: static_object(obj) for name, obj in graph.objects.items()}
-    views.update({view.obj.name: ViewObject(graph.objects[view.obj.name], view.build_for) for view in extra})
-    return [view_asset(graph, views[name], views, settings.couchdb_dbs) for name in graph.order()]
+def build_view_assets(catalog: ViewCatalog | None = None) -> list[dg.AssetsDefinition]:
+    """One asset per catalog object, in build order (default: this deployment's catalog now)."""
+    catalog = catalog or load_catalog()
+    dbs = load_settings().couchdb_dbs
+    return [view_asset(catalog, entry, dbs) for entry in catalog]

@@ -67,6 +67,24 @@ COMPAT_TABLES = {
     "_users": "couchdb_medic_users",
 }
 
+# The relations the raw layer gives SQL to read, with their columns (for `SELECT *` and lineage).
+RAW_RELATIONS: dict[str, tuple[str, ...]] = {
+    "raw.couchdb_docs": (
+        "source",
+        "_id",
+        "_rev",
+        "_deleted",
+        "_conflicts",
+        "saved_timestamp",
+        "doc",
+        "change_seq",
+    ),
+    "raw.couchdb_progress": ("source", "seq", "pending", "updated_at", "docs", "live_docs"),
+    "raw.couchdb_form_xml": ("source", "_id", "_rev", "attachment", "xml"),
+    **{relation: ("doc",) for relation in ("couchdb", *COMPAT_TABLES.values())},
+    "couchdb_progress": ("seq", "source"),
+}
+
 # Serialises DDL from replication assets that start at the same time.
 DDL_LOCK_KEY = 7_146_001
 # Every replication batch holds this lock shared until it commits; a view refresh takes it
@@ -80,6 +98,15 @@ def compat_relation(source: str) -> str:
         if source.endswith(suffix):
             return relation
     return "couchdb"
+
+
+def relation_sources(relation: str, sources: Sequence[str]) -> list[str]:
+    """The source databases whose replication writes a raw relation (none: not a raw relation)."""
+    if relation not in RAW_RELATIONS:
+        return []
+    if relation.startswith("raw.") or relation == "couchdb_progress":
+        return list(sources)
+    return [source for source in sources if compat_relation(source) == relation]
 
 
 def compat_views_sql(sources: Sequence[str]) -> sql.Composed:

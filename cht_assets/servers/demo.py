@@ -21,8 +21,9 @@ import psycopg
 from cht_assets.couch.client import CouchClient
 from cht_assets.couch.errors import CouchError
 from cht_assets.servers.couchdb import PROJECT_ROOT, start_pouchdb_server
+from cht_assets.servers.dagster_dev import default_sigint, stop_dagster_dev
 from cht_assets.servers.postgres import ensure_database, start_embedded_postgres
-from cht_assets.servers.process import port_open, stop_pid
+from cht_assets.servers.process import port_open
 from cht_assets.servers.superset import start_superset
 from cht_assets.settings import DEMO_COUCHDB_URL, DEMO_POSTGRES_URL, DEMO_SUPERSET_URL, load_settings
 
@@ -110,15 +111,16 @@ def main(argv: list[str] | None = None) -> int:
         if not (home / "dagster.yaml").exists():
             (home / "dagster.yaml").write_text(DAGSTER_YAML)
         env["DAGSTER_HOME"] = str(home)
-        # Twice: formviews are generated from the forms the first run replicates.
-        for selection in ("group:raw", "*"):
-            say(f"materializing {selection}")
-            subprocess.run(
-                dagster(["asset", "materialize", "-m", "cht_assets.definitions", "--select", selection]),
-                env=env,
-                check=True,
-                cwd=PROJECT_ROOT,
-            )
+        # Alert links, and where the forms sensor asks for a reload when forms change.
+        env.setdefault("DAGSTER_UI_URL", f"http://127.0.0.1:{args.port}")
+        # Once: on an empty warehouse the code location reads the forms from CouchDB.
+        say("materializing every asset")
+        subprocess.run(
+            dagster(["asset", "materialize", "-m", "cht_assets.definitions", "--select", "*"]),
+            env=env,
+            check=True,
+            cwd=PROJECT_ROOT,
+        )
         say(
             f"Superset on {settings.superset_url} (login {settings.superset_user} / {settings.superset_password})"
         )
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             dagster(["dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)]),
             env=env, cwd=PROJECT_ROOT, start_new_session=True, preexec_fn=default_sigint,
         )  # fmt: skip
-        stops.append(lambda: stop_dagster(ui))
+        stops.append(lambda: stop_dagster_dev(ui))
         ui.wait()
     except KeyboardInterrupt:
         say("stopping")
@@ -137,23 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def default_sigint() -> None:
-    """`dagster dev` stops on SIGINT, unless started from a shell that ignores it (background)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def stop_dagster(process: subprocess.Popen) -> None:
-    """`dagster dev` shuts its webserver, daemon and code server down on SIGINT."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            stop_pid(process.pid, sig=signal.SIGKILL)
 
 
 if __name__ == "__main__":

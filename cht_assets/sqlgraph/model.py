@@ -89,6 +89,13 @@ class SqlObject:
         return split_list(self.config.get("unique_key", ""))
 
     @property
+    def nullable_key(self) -> tuple[str, ...]:
+        """`-- nullable_key: chw_uuid, week`: key columns a row may leave NULL (a report without a
+        readable submitter or date) — still unique, a NULL counting as one value; the grain check
+        only. The other key columns must not be NULL."""
+        return split_list(self.config.get("nullable_key", ""))
+
+    @property
     def indexes(self) -> tuple[tuple[str, ...], ...]:
         """`-- indexes: uuid; parent_uuid, type` -> (("uuid",), ("parent_uuid", "type"))."""
         return tuple(cols for cols in map(split_list, self.config.get("indexes", "").split(";")) if cols)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import psycopg
 
+from cht_assets.replica.forms import FormDoc, stored_forms
 from cht_assets.sqlgraph.model import code_version
 from cht_assets.warehouse.refresh import Buildable
 from cht_assets.xforms.formview import (
@@ -74,13 +76,6 @@ class FormProblem:
     error: str
 
 
-def form_xml(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
-    """(source, doc id, XForm) of every live form doc; none before the first sync."""
-    if conn.execute("SELECT to_regclass('raw.couchdb_form_xml')").fetchone()[0] is None:
-        return []
-    return conn.execute("SELECT source, _id, xml FROM raw.couchdb_form_xml ORDER BY _id, source").fetchall()
-
-
 @functools.lru_cache(maxsize=256)
 def parsed_xform(xml: str) -> XForm:
     """Each XForm is parsed once per process (XForm is immutable): every refresh re-reads the
@@ -88,24 +83,29 @@ def parsed_xform(xml: str) -> XForm:
     return parse_xform(xml)
 
 
-def report_forms(conn: psycopg.Connection) -> tuple[list[tuple[str, str, XForm]], list[FormProblem]]:
-    forms, problems = [], []
-    for source, doc_id, xml in form_xml(conn):
-        if doc_id.startswith(NOT_REPORT_FORMS):
+def parse_report_forms(forms: Sequence[FormDoc]) -> tuple[list[tuple[str, str, XForm]], list[FormProblem]]:
+    """(source, doc id, XForm) of the forms that make reports, and the forms that cannot be read."""
+    parsed, problems = [], []
+    for form in forms:
+        if form.doc_id.startswith(NOT_REPORT_FORMS):
             continue
         try:
-            forms.append((source, doc_id, parsed_xform(xml)))
+            parsed.append((form.source, form.doc_id, parsed_xform(form.xml)))
         except XFormError as exc:
-            problems.append(FormProblem(doc_id, str(exc)[:300]))
-    return forms, problems
+            problems.append(FormProblem(form.doc_id, str(exc)[:300]))
+    return parsed, problems
 
 
-def discover(conn: psycopg.Connection, reserved: set[str]) -> list[FormviewSpec]:
+def report_forms(conn: psycopg.Connection) -> tuple[list[tuple[str, str, XForm]], list[FormProblem]]:
+    return parse_report_forms(stored_forms(conn))
+
+
+def formview_specs(forms: Sequence[tuple[str, str, XForm]], reserved: Collection[str]) -> list[FormviewSpec]:
     """A spec per form and repeat; names already taken (a hand-written file, an earlier form
     whose name cleans to the same) are skipped."""
     specs: list[FormviewSpec] = []
     taken = set(reserved)
-    for source, doc_id, xform in report_forms(conn)[0]:
+    for source, doc_id, xform in forms:
         candidates = [FormviewSpec(formview_name(xform.form_id), xform.form_id, doc_id, source)]
         candidates += [
             FormviewSpec(
@@ -141,6 +141,14 @@ def known_columns(conn: psycopg.Connection, view: str) -> list[Column]:
     return [Column.from_json(item) for item in row[0]] if row else []
 
 
+def all_known_columns(conn: psycopg.Connection) -> dict[str, list[Column]]:
+    """The columns every formview has had so far (a field removed from its form keeps its column)."""
+    if conn.execute("SELECT to_regclass('cht_meta.formview_columns')").fetchone()[0] is None:
+        return {}
+    rows = conn.execute("SELECT view, columns FROM cht_meta.formview_columns").fetchall()
+    return {view: [Column.from_json(item) for item in columns] for view, columns in rows}
+
+
 def columns_for(
     conn: psycopg.Connection, spec: FormviewSpec, xform: XForm, *, remember: bool
 ) -> list[Column]:
@@ -172,14 +180,16 @@ def formview_sql(spec: FormviewSpec, xform: XForm, columns: list[Column]) -> tup
     )
 
 
-def build_formview(conn: psycopg.Connection, spec: FormviewSpec, *, remember: bool = True) -> Buildable:
-    """The formview as it must be now (the form may have changed since the code loaded)."""
-    xform = current_xform(conn, spec)
-    select, failures, failures_by_ids = formview_sql(
-        spec, xform, columns_for(conn, spec, xform, remember=remember)
-    )
+def formview_buildable(spec: FormviewSpec, xform: XForm, columns: list[Column]) -> Buildable:
+    select, failures, failures_by_ids = formview_sql(spec, xform, columns)
     indexes = (("reported",), ("submitter_uuid",), ("patient_uuid",)) if spec.repeat is None else ()
     return Buildable(
         spec.view, LAYER, "incremental", select, code_version(select), spec.unique_key, spec.doc_key, indexes,
         cast_failures_sql=failures, cast_failures_by_ids_sql=failures_by_ids,
     )  # fmt: skip
+
+
+def build_formview(conn: psycopg.Connection, spec: FormviewSpec, *, remember: bool = True) -> Buildable:
+    """The formview as it must be now (the form may have changed since the code loaded)."""
+    xform = current_xform(conn, spec)
+    return formview_buildable(spec, xform, columns_for(conn, spec, xform, remember=remember))

@@ -43,13 +43,17 @@ def key_problems(
     key: Sequence[str],
     doc_key: str = "",
     ids: Sequence[str] | None = None,
+    nullable: Sequence[str] = (),
 ) -> Finding:
     """Rows whose key is repeated or NULL, in one pass: details say which (`duplicates`
-    counts the repeated key values, `nulls` the rows with a NULL key column)."""
+    counts the repeated key values, `nulls` the rows with a NULL key column). A `nullable`
+    key column may be NULL: NULLs then repeat like any value."""
     if ids == ():
         return Finding(0, [], {"duplicates": 0, "nulls": 0})
     where, params = scope(doc_key, ids)
-    nulls = " OR ".join(f"{quote_ident(column)} IS NULL" for column in key)
+    nulls = (
+        " OR ".join(f"{quote_ident(column)} IS NULL" for column in key if column not in nullable) or "false"
+    )
     rows = conn.execute(
         f"""
         WITH scoped AS MATERIALIZED (SELECT {columns_sql(key)} FROM {quote_ident(relation)} WHERE {where}),
@@ -138,3 +142,13 @@ def cast_failures(
 def unreadable_forms(conn: psycopg.Connection) -> Finding:
     problems = report_forms(conn)[1]
     return Finding(len(problems), [f"{problem.doc_id}: {problem.error}" for problem in problems[:EXAMPLES]])
+
+
+def zero_rows(conn: psycopg.Connection, sql: str) -> Finding:
+    """A reconciliation query that must return no rows: the rows it returns (as JSON) are the
+    failures. One statement: the query runs once."""
+    count, examples = conn.execute(
+        f"WITH failing AS MATERIALIZED ({sql}) "
+        f"SELECT (SELECT count(*) FROM failing), ARRAY(SELECT to_jsonb(f)::text FROM failing AS f LIMIT {EXAMPLES})"
+    ).fetchone()
+    return Finding(count, examples)

@@ -122,7 +122,7 @@ def refresh_view(conn: psycopg.Connection, obj: Buildable, dependents: Dependent
         try:
             with conn.transaction():
                 create_view(conn, obj)
-            return "replaced"
+            return "created" if kind is None else "replaced"
         except (errors.InvalidTableDefinition, errors.DatatypeMismatch, errors.FeatureNotSupported):
             # Columns removed, renamed or retyped: CREATE OR REPLACE cannot.
             replace_cascading(conn, obj.name, lambda: create_view(conn, obj), dependents)

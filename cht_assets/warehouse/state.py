@@ -21,6 +21,12 @@ CREATE TABLE IF NOT EXISTS cht_meta.refresh_state (
 COMMENT ON TABLE cht_meta.refresh_state IS 'Last refresh of every view-layer object.';
 """
 META_LOCK_KEY = 7_146_003
+# What SQL may read of it (useview_refresh_status does).
+META_RELATIONS: dict[str, tuple[str, ...]] = {
+    "cht_meta.refresh_state": (
+        "object", "layer", "kind", "code_version", "change_seq", "row_count", "refreshed_at",
+    ),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 -- materialized: view
+-- unique_key: doc
 -- description: cht-couch2pg's raw_contacts: the live contact docs of `couchdb`.
 SELECT doc
 FROM couchdb

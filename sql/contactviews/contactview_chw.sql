@@ -1,4 +1,5 @@
 -- materialized: view
+-- unique_key: uuid
 -- description: CHWs: persons whose parent is a health_center (CHW area) (cht-couch2pg).
 SELECT
   chw.name,

@@ -1,4 +1,5 @@
 -- materialized: view
+-- unique_key: uuid, chw_uuid
 -- description: Households (clinics) in a CHW area, with the area's CHW (cht-couch2pg).
 SELECT
   clinic.uuid,

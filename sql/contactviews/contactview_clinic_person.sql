@@ -1,4 +1,5 @@
 -- materialized: view
+-- unique_key: uuid
 -- description: Primary contacts of households (cht-couch2pg's contactview_clinic_person).
 SELECT
   person.uuid,

@@ -1,4 +1,5 @@
 -- materialized: view
+-- unique_key: id
 -- description: Contact types: CHT's built-in ones and those configured in the settings doc (settings.contact_types), with whether each is a person.
 WITH configured AS (
   SELECT

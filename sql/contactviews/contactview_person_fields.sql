@@ -1,4 +1,5 @@
 -- materialized: view
+-- unique_key: uuid
 -- description: Phone numbers, birth date and parent type of every person (cht-couch2pg).
 SELECT
   person.uuid,

@@ -1,4 +1,6 @@
 -- materialized: view
+-- unique_key: chw_uuid, week, form
+-- nullable_key: chw_uuid, week
 -- description: Reports per CHW (submitter) per week per form, with the CHW's place hierarchy.
 WITH weekly AS (
   SELECT chw, date_trunc('week', reported)::date AS week, formname, count(*)::integer AS reports

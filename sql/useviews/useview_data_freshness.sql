@@ -1,4 +1,5 @@
 -- materialized: view
+-- unique_key: source
 -- description: Per CouchDB database: the replicated seq, changes still pending, when the last change arrived, and how long ago that was.
 SELECT
   source,

@@ -1,4 +1,5 @@
 -- materialized: view
+-- unique_key: device_id, user_name
 -- description: One row per device and user, from the earliest telemetry doc of each (cht-couch2pg).
 SELECT DISTINCT ON (d.doc #>> '{metadata,deviceId}', d.doc #>> '{metadata,user}')
   d._id AS telemetry_doc_id,

@@ -143,53 +143,13 @@ class Readers:
             thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self.stop_event.set()
         for thread in self.threads:
             thread.join(timeout=30)
-
-
-def materialize_all(deployment: Any, *, raise_on_error: bool = True) -> tuple[Any, Any]:
-    """As tests.integration.pipeline.materialize (raw first, then everything with definitions
-    loaded anew), keeping the first raw run's result too: that run holds the new docs' checks."""
-    import dagster as dg
-
-    from cht_assets.defs.raw import build_raw_assets
-    from cht_assets.defs.resources import CouchDBResource, PostgresResource
-    from cht_assets.defs.views import build_view_assets
-
-    resources = {
-        "couchdb": CouchDBResource(url=deployment.couch_url),
-        "postgres": PostgresResource(url=deployment.pg_url),
-    }
-    with dg.instance_for_test() as instance:
-        raw = dg.materialize(build_raw_assets(), resources=resources, instance=instance)
-        assets = [*build_raw_assets(), *build_view_assets()]
-        full = dg.materialize(assets, resources=resources, instance=instance, raise_on_error=raise_on_error)
-    return raw, full
-
-
-def materialize_only(deployment: Any, names: Iterable[str]) -> Any:
-    """The named view assets alone (the rest of the graph as it is in PostgreSQL)."""
-    import dagster as dg
-
-    from cht_assets.defs.raw import build_raw_assets
-    from cht_assets.defs.resources import CouchDBResource, PostgresResource
-    from cht_assets.defs.views import build_view_assets
-
-    resources = {
-        "couchdb": CouchDBResource(url=deployment.couch_url),
-        "postgres": PostgresResource(url=deployment.pg_url),
-    }
-    assets = [*build_raw_assets(), *build_view_assets()]
-    wanted = set(names)
-    keys = [
-        asset.key
-        for asset in assets
-        if isinstance(asset, dg.AssetsDefinition) and asset.key.path[-1] in wanted
-    ]
-    with dg.instance_for_test() as instance:
-        return dg.materialize(assets, selection=keys, resources=resources, instance=instance)
+        stuck = sum(thread.is_alive() for thread in self.threads)
+        if stuck and exc_type is None:
+            raise AssertionError(f"{stuck} readers still querying 30 s after the stop: stats unsettled")
 
 
 def activity(admin_url: str) -> list[tuple]:

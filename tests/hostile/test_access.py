@@ -13,12 +13,12 @@ import psycopg
 import pytest
 import requests
 
-from cht_assets.bi.access import AccessConfig, DbRoles, PgRole, sync_database_roles
+from cht_assets.bi.access_config import DEFAULT_VIEW_PREFIXES, DEFAULT_VIEW_SCHEMAS
 from cht_assets.bi.client import SupersetAPIError, SupersetClient
 from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, load_deployment
-from tests.hostile.support import materialize_all
-from tests.integration.pipeline import new_deployment
+from cht_assets.warehouse.roles import DbRoles, PgRole, sync_database_roles
+from tests.integration.pipeline import materialize_all, new_deployment
 
 WRITES = [
     "INSERT INTO public.contactview_contact (uuid) VALUES ('x')",
@@ -70,7 +70,7 @@ def test_database_roles_read_views_only_and_write_nothing(
     assert materialize_all(deployment)[1].success
     tag = uuid.uuid4().hex[:8]
     roles = DbRoles(PgRole(f"hostile_superset_{tag}", "pw-s"), PgRole(f"hostile_analyst_{tag}", "pw-a"))
-    changes = sync_database_roles(pg_url, roles, AccessConfig(), [])
+    changes = sync_database_roles(pg_url, roles, DEFAULT_VIEW_SCHEMAS, DEFAULT_VIEW_PREFIXES)
     public = next(c for c in changes if c.role == "PUBLIC")
     # The test server's superuser may revoke all (lo_import is superuser-only already).
     assert public.warnings == () and "EXECUTE on pg_catalog.lo_create(oid) from PUBLIC" in public.revoked, (

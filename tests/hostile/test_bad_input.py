@@ -12,8 +12,7 @@ import pytest
 
 from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, load_deployment
-from tests.hostile.support import materialize_all
-from tests.integration.pipeline import Deployment, new_deployment
+from tests.integration.pipeline import Deployment, materialize_all, new_deployment
 from tests.support.payloads import ENTITY_BOMB_DOCTYPE
 
 SEED, HOUSEHOLDS = 7, 4

@@ -30,12 +30,11 @@ from tests.hostile.support import (
     backend_waiting_on_lock,
     change_seqs,
     load,
-    materialize_only,
     raw_snapshot,
     sync,
     wait_for,
 )
-from tests.integration.pipeline import materialize, metadata, new_deployment
+from tests.integration.pipeline import materialize, materialize_only, metadata, new_deployment
 from tests.integration.test_views import check_all
 from tests.support.compare import assert_replica_equals, checkpoint
 from tests.support.http import FaultProxy, serve
@@ -360,6 +359,7 @@ def test_refresh_under_20_parallel_readers(
     finally:
         reader.close()
         thread.join(timeout=60)
+    assert not thread.is_alive(), f"the rebuild still runs 60 s after the reader let go: {activity(pg_url)}"
     assert "error" not in outcome, outcome.get("error")
     assert metadata(outcome["result"], "contactview_contact")["mode"] == "created"
     print(f"\nreaders: {stats.queries} queries, modes {modes}, counts {before} -> {after_edits}")

@@ -15,10 +15,13 @@ from xml.sax.saxutils import quoteattr
 import psycopg
 import pytest
 
+from cht_assets.defs.forms import current_forms_version
+from cht_assets.defs.views import load_catalog
 from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, load_deployment
-from tests.hostile.support import materialize_all
+from cht_assets.xforms.formview import formview_name
 from tests.integration.pipeline import Deployment, new_deployment
+from tests.support import dagster as support
 
 CANARY = "hostile_canary"
 INJECTED = "DROP TABLE hostile_canary; CREATE TABLE pwned (x int); CREATE ROLE pwned_role"
@@ -152,8 +155,14 @@ def test_hostile_names_build_safe_views_and_inject_nothing(deployment: Deploymen
         conn.execute(f"INSERT INTO {CANARY} VALUES (1)")
         before = catalog(conn)
 
-    _, result = materialize_all(deployment)
+    # The forms arrive live: the definitions are loaded before the first sync, so the hostile
+    # forms are read from CouchDB, and one run syncs and builds everything.
+    catalog_before_sync = load_catalog()
+    assert {formview_name(form_id) for form_id in FORM_IDS} <= set(catalog_before_sync.entries)
+    result = support.materialize(support.location_assets(), deployment.resources())
     assert result.success
+    # The synced forms give the catalog the definitions were built from: no reload asked for.
+    assert current_forms_version(deployment.pg_url) == catalog_before_sync.forms_version
     failing = [
         (c.asset_key.path[-1], c.check_name)
         for c in result.get_asset_check_evaluations()

@@ -20,10 +20,10 @@ from dagster._serdes import serialize_value
 from cht_assets.defs.raw import build_raw_assets
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
 from cht_assets.defs.superset import SupersetResource, build_superset_assets
-from cht_assets.defs.views import build_view_assets
 from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, load_deployment
 from tests.hostile.conftest import RestartablePostgres
+from tests.support.dagster import dagster_instance, location_assets
 from tests.support.http import FaultProxy, serve
 
 SUFFIXES = ("", "-sentinel", "-users-meta", "-logs")
@@ -90,13 +90,11 @@ def test_no_secret_in_logs_records_metadata_or_errors(
     # Resources as the code location builds them: every URL from the environment.
     resources = {"couchdb": CouchDBResource(timeout_seconds=5), "postgres": PostgresResource()}
 
-    with serve(proxy) as proxy_url, dg.instance_for_test() as instance:
+    with serve(proxy) as proxy_url, dagster_instance() as instance:
         couch_url = proxy_url.replace("http://", f"http://cht_admin:{quote(couch_secret, safe='')}@")
         monkeypatch.setenv("COUCHDB_URL", couch_url)
         dg.materialize(build_raw_assets(), resources=resources, instance=instance)
-        full = dg.materialize(
-            [*build_raw_assets(), *build_view_assets()], resources=resources, instance=instance
-        )
+        full = dg.materialize(location_assets(), resources=resources, instance=instance)
         assert full.success
 
         # Failures: CouchDB refusing the credentials, PostgreSQL without the database.
@@ -162,7 +160,7 @@ def test_no_secret_from_the_superset_assets(
     monkeypatch.setenv("ANALYST_DB_PASSWORD", db_secrets[1])
     resources = {"superset": SupersetResource(url=superset_server.url), "postgres": PostgresResource()}
     assets = build_superset_assets(SOURCES, access_path=provisioned.access_path)
-    with dg.instance_for_test() as instance:
+    with dagster_instance() as instance:
         result = dg.materialize(assets, resources=resources, instance=instance)
         assert result.success
         monkeypatch.setenv("SUPERSET_PASSWORD", wrong)

@@ -4,6 +4,7 @@ would: definitions built from the environment, formviews discovered from the dat
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from cht_assets.couch.client import CouchClient
 from cht_assets.defs.raw import build_raw_assets
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
-from cht_assets.defs.views import build_view_assets
+from tests.support import dagster as support
 
 SUFFIXES = ("", "-sentinel", "-users-meta", "-logs")
 
@@ -38,6 +39,9 @@ class Deployment:
         )
         return [row["doc"] for row in rows]
 
+    def resources(self) -> dict[str, Any]:
+        return {"couchdb": CouchDBResource(url=self.couch_url), "postgres": PostgresResource(url=self.pg_url)}
+
 
 def new_deployment(couch_url: str, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Deployment:
     deployment = Deployment(couch_url, pg_url, f"d{uuid.uuid4().hex[:8]}")
@@ -47,16 +51,35 @@ def new_deployment(couch_url: str, pg_url: str, monkeypatch: pytest.MonkeyPatch)
     return deployment
 
 
+def materialize_all(
+    deployment: Deployment, *, raise_on_error: bool = True
+) -> tuple[dg.ExecuteInProcessResult, dg.ExecuteInProcessResult]:
+    """Raw first, then everything with definitions loaded anew (formviews of the synced forms).
+    Both runs' results: the raw run holds the new docs' checks."""
+    resources = deployment.resources()
+    with support.dagster_instance() as instance:
+        raw = support.materialize(build_raw_assets(), resources, instance=instance)
+        full = support.materialize(
+            support.location_assets(), resources, instance=instance, raise_on_error=raise_on_error
+        )
+    return raw, full
+
+
 def materialize(deployment: Deployment, *, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-    """Raw first, then everything with definitions loaded anew (formviews of the synced forms)."""
-    resources = {
-        "couchdb": CouchDBResource(url=deployment.couch_url),
-        "postgres": PostgresResource(url=deployment.pg_url),
-    }
-    with dg.instance_for_test() as instance:
-        dg.materialize(build_raw_assets(), resources=resources, instance=instance)
-        assets = [*build_raw_assets(), *build_view_assets()]
-        return dg.materialize(assets, resources=resources, instance=instance, raise_on_error=raise_on_error)
+    """As `materialize_all`, the second run's result."""
+    return materialize_all(deployment, raise_on_error=raise_on_error)[1]
+
+
+def materialize_only(deployment: Deployment, names: Iterable[str]) -> dg.ExecuteInProcessResult:
+    """The named view assets alone (the rest of the graph as it is in PostgreSQL)."""
+    assets = support.location_assets()
+    wanted = set(names)
+    keys = [
+        asset.key
+        for asset in assets
+        if isinstance(asset, dg.AssetsDefinition) and asset.key.path[-1] in wanted
+    ]
+    return support.materialize(assets, deployment.resources(), selection=keys)
 
 
 def metadata(result: dg.ExecuteInProcessResult, name: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from cht_assets.couch.client import CouchClient
 from cht_assets.defs.raw import build_raw_assets, raw_asset_key
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
 from tests.support.compare import assert_replica_equals
+from tests.support.dagster import dagster_instance
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def test_materialize_all_replicates_each_database(pg_url: str, couch_server, dat
     sentinel.bulk_docs([{"_id": f"r{i}-info", "type": "info", "doc_id": f"r{i}"} for i in range(30)])
     assets = build_raw_assets()
     resources = {"couchdb": CouchDBResource(url=couch_server.url), "postgres": PostgresResource(url=pg_url)}
-    with dg.instance_for_test() as instance:
+    with dagster_instance() as instance:
         result = dg.materialize(assets, resources=resources, instance=instance)
         assert result.success
         events = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
@@ -68,7 +69,7 @@ def test_credentials_never_reach_logs_or_metadata(pg_url: str, couch_server, dat
     secret = "Pa55-w0rd-xyz"
     monkeypatch.setenv("COUCHDB_URL", couch_server.url.replace("http://", f"http://intruder:{secret}@"))
     monkeypatch.setenv("POSTGRES_URL", pg_url)
-    with dg.instance_for_test() as instance:
+    with dagster_instance() as instance:
         result = dg.materialize(
             build_raw_assets(),
             resources={"couchdb": CouchDBResource(), "postgres": PostgresResource()},

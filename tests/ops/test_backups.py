@@ -24,6 +24,7 @@ from cht_assets.defs.backups import (
     couchdb_backup_key,
 )
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
+from tests.support.dagster import dagster_instance
 
 KEEP = 2
 
@@ -99,7 +100,7 @@ def test_backups_restore_and_match_their_counts(couch_db: CouchClient, pg_url: s
     fill_postgres(pg_url)
     fill_couchdb(couch_db)
     defs = definitions(couch_db, pg_url)
-    with dg.instance_for_test() as instance:
+    with dagster_instance() as instance:
         result = run_backups(defs, instance)
         checks = evaluations(result)
         pg_check, couch_check = checks[POSTGRES_BACKUP_KEY], checks[couchdb_backup_key(couch_db.db)]
@@ -157,7 +158,7 @@ def test_a_dump_that_does_not_restore_fails_its_check(
     fill_postgres(pg_url)
     fill_couchdb(couch_db)
     defs = definitions(couch_db, pg_url)
-    with dg.instance_for_test() as instance:
+    with dagster_instance() as instance:
         run_backups(defs, instance)
         # Rows lost from the newest dump's manifest's point of view: the drill must notice.
         pg_dump = files.newest(next((backup_dir / "postgres").iterdir()), ".dump")

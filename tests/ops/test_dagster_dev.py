@@ -23,9 +23,9 @@ from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, database_name, load_deployment
 from cht_assets.replica.replicate import replicate_database
 from cht_assets.servers.couchdb import PouchDBServer
+from cht_assets.servers.dagster_dev import DagsterDev, start_dagster_dev
 from cht_assets.servers.process import free_port
 from tests.conftest import fresh_database
-from tests.ops.dagster_dev import DagsterDev, start_dagster_dev
 from tests.ops.receivers import Inbox, body, smtp_receiver, webhook_receiver
 
 pytestmark = pytest.mark.timeout(900)

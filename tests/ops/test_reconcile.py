@@ -13,6 +13,7 @@ from cht_assets.defs.raw import build_raw_assets, raw_asset_key
 from cht_assets.defs.reconcile import CHECK_NAME, REPAIR_JOB, reconcile_checks, repair_job
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
 from cht_assets.replica.reconcile import ReconcileError, reconcile, repair
+from tests.support.dagster import dagster_instance
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def lose_and_purge(pg_url: str, db: str, lost: str, purged: list[str]) -> None:
 def test_check_finds_purged_and_lost_docs_and_the_job_repairs_them(source: CouchClient, pg_url: str) -> None:
     db = source.db
     defs = definitions(source, pg_url)
-    with dg.instance_for_test() as instance:
+    with dagster_instance() as instance:
         replicate(defs, instance)
         assert run_check(defs, instance).passed
         lose_and_purge(pg_url, db, "d-007", ["ghost-1"])
@@ -115,7 +116,7 @@ def test_check_finds_purged_and_lost_docs_and_the_job_repairs_them(source: Couch
 def test_repair_refuses_mass_tombstones_unless_forced(source: CouchClient, pg_url: str) -> None:
     db = source.db
     defs = definitions(source, pg_url)
-    with dg.instance_for_test() as instance:
+    with dagster_instance() as instance:
         replicate(defs, instance)
         lose_and_purge(pg_url, db, "d-001", [f"ghost-{i}" for i in range(6)])  # 6 of 45 live rows
         with pytest.raises(ReconcileError, match="refusing to tombstone"):

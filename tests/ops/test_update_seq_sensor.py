@@ -13,6 +13,7 @@ from cht_assets.defs.reconcile import CHECK_NAME as RECONCILE_CHECK
 from cht_assets.defs.reconcile import reconcile_checks
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
 from cht_assets.defs.sensors import DB_TAG, update_seq_sensor
+from tests.support.dagster import dagster_instance
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def test_a_moved_update_seq_requests_one_replication_per_seq(source: CouchClient
         sensors=[sensor],
         resources={"couchdb": CouchDBResource(url=source.server_url), "postgres": PostgresResource()},
     )
-    with dg.instance_for_test() as instance:
+    with dagster_instance() as instance:
         first = tick(sensor, defs, instance, None)
         (request,) = first.run_requests
         seq = str(source.db_info()["update_seq"])
@@ -90,6 +91,6 @@ def test_an_unreachable_couchdb_is_logged_not_fatal(monkeypatch: pytest.MonkeyPa
         sensors=[sensor],
         resources={"couchdb": CouchDBResource(url=url), "postgres": PostgresResource()},
     )
-    with dg.instance_for_test() as instance:
+    with dagster_instance() as instance:
         result = tick(sensor, defs, instance, '{"medic": "7"}')
     assert not result.run_requests and result.cursor == '{"medic": "7"}'

@@ -16,14 +16,16 @@ import pytest
 import yaml
 
 from cht_assets.bi import DatasetSource, SupersetClient
-from cht_assets.bi.access import DbRoles, PgRole, superset_database
-from cht_assets.bi.bundle import DashboardSpec, DatabaseConnection, load_dashboards
+from cht_assets.bi.dashboard_specs import DashboardSpec, load_dashboards
+from cht_assets.bi.database import DatabaseConnection
 from cht_assets.defs.resources import PostgresResource
-from cht_assets.defs.superset import SupersetResource, build_superset_assets
+from cht_assets.defs.superset import SupersetResource, build_superset_assets, superset_connection
 from cht_assets.servers.superset import DEFAULT_VENV, SupersetServer, admin_credentials, start_superset
+from cht_assets.warehouse.roles import DbRoles, PgRole
 from tests.conftest import fresh_database
 from tests.superset import standin
 from tests.superset.browser import Chromium, chromium_binary
+from tests.support import dagster as support
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
@@ -164,12 +166,26 @@ class Provisioning:
 
 
 def materialize(assets: list, resources: dict[str, Any], instance: dg.DagsterInstance) -> dict:
-    result = dg.materialize(assets, resources=resources, instance=instance)
+    result = support.materialize(assets, resources, instance=instance)
     assert result.success
     return {
         event.asset_key: {k: v.value for k, v in event.materialization.metadata.items()}
         for event in result.get_asset_materialization_events()
     }
+
+
+@contextlib.contextmanager
+def standin_kept(request: pytest.FixtureRequest, admin: SupersetClient) -> Iterator[None]:
+    """For a module that provisions dashboards of its own: they are keyed by slug, like the
+    session's stand-in ones, so the stand-in provisioning (when it was there) is put back after."""
+    standin = request.getfixturevalue("provisioned") if admin.find("dashboard", slug="chw-activity") else None
+    try:
+        yield
+    finally:
+        if standin is not None:
+            assets = build_superset_assets(SOURCES, access_path=standin.access_path)
+            with support.dagster_instance() as instance:
+                materialize(assets, standin.resources, instance)
 
 
 @pytest.fixture(scope="session")
@@ -188,7 +204,7 @@ def provisioned(
         "superset": SupersetResource(url=superset_server.url),
         "postgres": PostgresResource(url=analytics.url),
     }
-    with dg.instance_for_test() as instance:
+    with support.dagster_instance() as instance:
         runs = [materialize(assets, resources, instance) for _ in range(2)]
     roles = DbRoles(
         PgRole(superset_env["SUPERSET_DB_ROLE"], superset_env["SUPERSET_DB_PASSWORD"]),
@@ -212,7 +228,7 @@ def provisioned(
     return Provisioning(
         runs=runs,
         specs=load_dashboards(),
-        database=superset_database(analytics.url, roles.superset),
+        database=superset_connection(analytics.url),
         roles=roles,
         access_path=access_path,
         resources=resources,

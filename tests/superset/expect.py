@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cht_assets.bi.bundle import ChartSpec
+from cht_assets.bi.dashboard_specs import ChartSpec
 from tests.superset import standin
 
 GRAINS = {"P1D": "day", "P1W": "week", "P1M": "month", "P3M": "quarter", "P1Y": "year"}

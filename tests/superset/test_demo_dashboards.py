@@ -28,16 +28,11 @@ import psycopg
 import pytest
 import yaml
 
-from cht_assets.bi.access import AREA_COLUMN, DbRoles, superset_database
-from cht_assets.bi.bundle import (
-    ChartSpec,
-    DashboardSpec,
-    DatabaseConnection,
-    DatasetSource,
-    dataset_uuid,
-    load_dashboards,
-)
 from cht_assets.bi.client import SupersetAPIError, SupersetClient
+from cht_assets.bi.dashboard_specs import ChartSpec, DashboardSpec, load_dashboards
+from cht_assets.bi.database import DatabaseConnection
+from cht_assets.bi.datasets import DatasetSource, dataset_uuid
+from cht_assets.bi.rls import AREA_COLUMN
 from cht_assets.defs.resources import PostgresResource
 from cht_assets.defs.superset import (
     ACCESS_KEY,
@@ -46,6 +41,7 @@ from cht_assets.defs.superset import (
     build_superset_assets,
     dashboard_key,
     published_datasets,
+    superset_connection,
 )
 from cht_assets.defs.views import build_view_assets
 from cht_assets.demo.generator import generate
@@ -56,9 +52,10 @@ from tests.integration.pipeline import SUFFIXES, Deployment, new_deployment
 from tests.integration.pipeline import materialize as materialize_pipeline
 from tests.superset import expect
 from tests.superset.browser import Chromium
-from tests.superset.conftest import SCREENSHOTS, SESSION, SOURCES, Provisioning
+from tests.superset.conftest import SCREENSHOTS, SESSION, standin_kept
 from tests.superset.conftest import materialize as materialize_superset
 from tests.superset.test_screenshots import browser_session, check, render
+from tests.support import dagster as support
 
 pytestmark = pytest.mark.superset
 
@@ -413,13 +410,6 @@ def access_yaml(managers: dict[str, DemoManager]) -> dict[str, Any]:
     }
 
 
-def restore_standin(provisioned: Provisioning) -> None:
-    """Put the stand-in dashboards and access.yaml of this session back in Superset."""
-    assets = build_superset_assets(SOURCES, access_path=provisioned.access_path)
-    with dg.instance_for_test() as instance:
-        materialize_superset(assets, provisioned.resources, instance)
-
-
 @pytest.fixture(scope="module")
 def demo(
     request: pytest.FixtureRequest,
@@ -430,10 +420,10 @@ def demo(
     superset_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Demo]:
-    standin = request.getfixturevalue("provisioned") if admin.find("dashboard", slug=SLUGS[0]) else None
     deployment = None
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(standin_kept(request, admin))
             pg_url = stack.enter_context(contextlib.contextmanager(fresh_database)(embedded_pg_admin_url))
             patch = stack.enter_context(pytest.MonkeyPatch.context())
             patch.setenv("SUPERSET_DATABASE_NAME", f"CHT demo {SESSION}")  # own datasets
@@ -464,7 +454,7 @@ def demo(
                 "superset": SupersetResource(url=superset_server.url),
                 "postgres": PostgresResource(url=pg_url),
             }
-            with dg.instance_for_test() as instance:
+            with support.dagster_instance() as instance:
                 runs = [materialize_superset(assets, resources, instance) for _ in range(2)]
             yield Demo(
                 deployment=deployment,
@@ -476,21 +466,17 @@ def demo(
                 },
                 runs=runs,
                 specs=[spec for spec in load_dashboards() if spec.slug in SLUGS],
-                database=superset_database(pg_url, DbRoles.from_env().superset),
+                database=superset_connection(pg_url),
                 relations=[s.relation for s in sources],
                 layers=collections.Counter(a.key.path[0] for a in view_assets),
                 synced=synced,
                 managers=managers,
             )
     finally:
-        try:
-            if standin is not None:
-                restore_standin(standin)
-        finally:
-            if deployment is not None:
-                for suffix in SUFFIXES:
-                    with contextlib.suppress(Exception):
-                        deployment.client(suffix).delete_db()
+        if deployment is not None:
+            for suffix in SUFFIXES:
+                with contextlib.suppress(Exception):
+                    deployment.client(suffix).delete_db()
 
 
 def chart_ids(admin: SupersetClient, slug: str) -> dict[str, int]:

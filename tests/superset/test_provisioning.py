@@ -9,8 +9,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from cht_assets.bi.bundle import DatasetSource, dataset_uuid, provision_dashboard, read_dataset
 from cht_assets.bi.client import SupersetClient
+from cht_assets.bi.dashboards import provision_dashboard
+from cht_assets.bi.datasets import DatasetSource, dataset_uuid, read_dataset
 from cht_assets.defs.superset import (
     ACCESS_KEY,
     DATABASE_KEY,
@@ -20,6 +21,7 @@ from cht_assets.defs.superset import (
 )
 from tests.superset import expect, standin
 from tests.superset.conftest import SOURCES, Analytics, Provisioning
+from tests.support import dagster as support
 
 pytestmark = pytest.mark.superset
 
@@ -113,7 +115,7 @@ def test_headline_numbers_match_python(
 def materialize_dataset(provisioned: Provisioning, source: DatasetSource) -> dict:
     """The dataset's own Dagster asset (it also re-grants SELECT on a re-created view)."""
     assets = build_superset_assets(SOURCES, access_path=provisioned.access_path)
-    with dg.instance_for_test() as instance:
+    with support.dagster_instance() as instance:
         result = dg.materialize(
             assets, resources=provisioned.resources, instance=instance, selection=[dataset_key(source)]
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cht_assets.bi.bundle import DashboardSpec
+from cht_assets.bi.dashboard_specs import DashboardSpec
 from cht_assets.servers.superset import SupersetServer, admin_credentials
 from tests.superset.browser import BrowserError, Chromium
 from tests.superset.conftest import MANAGERS, SCREENSHOTS, Analytics, Provisioning

@@ -13,6 +13,8 @@ from sqlglot import exp
 
 from cht_assets.sqlgraph import SqlGraph, SqlGraphError, SqlObject, column_lineage, load_sql_dir
 from cht_assets.sqlgraph.files import parse_header
+from cht_assets.sqlgraph.parse import parse_model, relation_refs
+from cht_assets.warehouse.checks import Severity, declared_checks, reconciliations
 
 RAW_DOCS_COLUMNS = ("source", "_id", "_rev", "_deleted", "_conflicts", "saved_timestamp", "doc")
 EXTERNALS: dict[str, tuple[str, ...]] = {
@@ -604,3 +606,127 @@ def test_extra_objects_join_the_graph(tmp_path: Path) -> None:
     )
     error = error_of(tmp_path, {}, extra_objects=[broken])
     assert str(error).startswith("forms/bad.xml:2: cannot parse")
+
+
+# --- checks declared by the SQL layout (cht_assets.warehouse.checks) ---
+
+SQL_ROOT = Path(__file__).resolve().parents[2] / "sql"
+VIEW_GROUPS = {"compat", "contactviews", "formviews", "useviews"}
+RECONCILE = """\
+matches_source:
+  severity: warn
+  description: one row per source row
+  sql: |
+    SELECT uuid FROM src EXCEPT SELECT uuid FROM v;
+"""
+
+
+def file_object(path: Path) -> SqlObject:
+    return SqlObject.from_sql(path.stem, path.read_text(), layer=path.parent.name, path=path)
+
+
+def test_checks_come_from_headers_and_the_checks_file(tmp_path: Path) -> None:
+    sql = "-- unique_key: uuid, week\n-- references: parent_uuid -> v.uuid\nSELECT uuid, week, parent_uuid FROM src\n"
+    write(tmp_path, {"useviews/v.sql": sql, "useviews/v.checks.yaml": RECONCILE})
+    found = declared_checks(file_object(tmp_path / "useviews/v.sql"))
+    assert [(c.name, c.severity, c.blocking) for c in found] == [
+        ("unique_key", Severity.ERROR, True),
+        ("references_parent_uuid", Severity.WARN, False),
+        ("matches_source", Severity.WARN, False),
+    ]
+    assert found[0].description == "uuid, week unique and not null"
+    assert found[2].description == "one row per source row"
+    assert reconciliations(file_object(tmp_path / "useviews/v.sql"))[0].sql.endswith("FROM v")  # `;` dropped
+    (tmp_path / "useviews/v.checks.yaml").unlink()
+    assert [c.name for c in declared_checks(file_object(tmp_path / "useviews/v.sql"))] == [
+        "unique_key",
+        "references_parent_uuid",
+    ]
+
+
+def test_incremental_objects_get_parity_and_functions_no_checks(tmp_path: Path) -> None:
+    incremental = SqlObject.from_sql(
+        "t", "-- materialized: incremental\n-- unique_key: uuid\nSELECT 1 AS uuid", layer="x"
+    )
+    assert [(c.name, c.blocking) for c in declared_checks(incremental)] == [
+        ("unique_key", True),
+        ("parity", True),
+    ]
+    assert declared_checks(file_object(SQL_ROOT / "functions/cht_to_date.sql")) == []
+
+
+def test_nullable_key_columns_must_be_key_columns(tmp_path: Path) -> None:
+    text = "-- unique_key: chw, week, form\n-- nullable_key: chw, week\nSELECT 1 AS chw, 2 AS week, 3 AS form"
+    (check,) = declared_checks(SqlObject.from_sql("v", text, layer="useviews"))
+    assert check.description == "chw, week, form unique (chw, week may be NULL, the rest not)"
+    wrong = SqlObject.from_sql("v", "-- unique_key: a\n-- nullable_key: b\nSELECT 1 AS a, 2 AS b", layer="x")
+    with pytest.raises(SqlGraphError, match=r"nullable_key names columns not in unique_key \['a'\]"):
+        declared_checks(wrong)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("- SELECT 1\n", "expected a mapping"),
+        ("Bad-Name:\n  sql: SELECT 1\n", "lower_snake_case"),
+        ("no_sql:\n  severity: warn\n", "needs `sql`"),
+        ("typo:\n  sql: SELECT 1\n  severty: warn\n", "unknown keys ['severty']"),
+        ("loud:\n  sql: SELECT 1\n  severity: fatal\n", "severity must be error or warn; got 'fatal'"),
+        ("unique_key:\n  sql: SELECT 1\n", "check names ['unique_key'] already used by v"),
+    ],
+)
+def test_checks_file_errors_name_the_file(tmp_path: Path, text: str, words: str) -> None:
+    write(
+        tmp_path,
+        {"useviews/v.sql": "-- unique_key: uuid\nSELECT 1 AS uuid\n", "useviews/v.checks.yaml": text},
+    )
+    with pytest.raises(SqlGraphError) as caught:
+        declared_checks(file_object(tmp_path / "useviews/v.sql"))
+    assert str(caught.value).startswith(str(tmp_path / "useviews/v.checks.yaml"))
+    assert words in str(caught.value)
+
+
+def test_every_shipped_view_declares_its_grain_and_checks_files_belong_to_one() -> None:
+    objects = [
+        file_object(path) for path in sorted(SQL_ROOT.glob("*/*.sql")) if path.parent.name in VIEW_GROUPS
+    ]
+    assert len(objects) > 15
+    assert [obj.name for obj in objects if not obj.unique_key] == []
+    for checks_file in SQL_ROOT.glob("*/*.checks.yaml"):
+        sql_file = checks_file.with_name(checks_file.name.removesuffix(".checks.yaml") + ".sql")
+        assert sql_file.is_file(), f"{checks_file} has no SQL file"
+        obj = file_object(sql_file)
+        upstream = {ref.dotted for ref in relation_refs(parse_model(obj.sql, sql_file, 0))} | {obj.name}
+        for item in reconciliations(obj):
+            # A check runs right after its object's refresh: it may only read what that reads.
+            read = {ref.dotted for ref in relation_refs(parse_model(item.sql, checks_file, 0))}
+            assert read <= upstream, (checks_file, item.name, read - upstream)
+    names = {obj.name: [c.name for c in declared_checks(obj)] for obj in objects}
+    assert "reports_equal_form_metadata" in names["useview_chw_activity"]
+    assert "persons_equal_contactview" in names["useview_population"]
+    assert "registrations_equal_formview" in names["useview_pregnancy"]
+
+
+def test_every_view_layer_asset_of_the_code_location_has_a_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the demo's forms every asset is checked, generated formviews included; without
+    them the one asset left unchecked is the use view waiting for them (its checks come with
+    the forms)."""
+    monkeypatch.setenv("POSTGRES_URL", "postgresql://postgres@127.0.0.1:1/cht_analytics")
+    from cht_assets.defs.views import build_view_assets
+    from cht_assets.warehouse.catalog import build_catalog
+    from tests.unit.test_catalog import demo_forms
+
+    def unchecked(forms: list) -> tuple[set[str], list[str]]:
+        views = [
+            asset
+            for asset in build_view_assets(build_catalog(forms))
+            if asset.group_names_by_key[asset.key] in VIEW_GROUPS
+        ]
+        names = {asset.key.path[-1] for asset in views}
+        return names, [asset.key.to_user_string() for asset in views if not list(asset.check_specs)]
+
+    names, without_checks = unchecked(demo_forms())
+    assert {"raw_contacts", "contactview_hierarchy", "contactview_clinic", "form_metadata"} <= names
+    assert {"useview_population", "formview_pregnancy", "formview_delivery__babies_baby"} <= names
+    assert without_checks == []
+    assert unchecked([])[1] == ["useviews/useview_pregnancy"]

@@ -18,9 +18,9 @@ from typing import Any
 
 import requests
 
+from cht_assets.servers.couchdb import PROJECT_ROOT
 from cht_assets.servers.process import free_port, wait_until
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LOCATION = "cht_assets"
 REPOSITORY = "__repository__"
 ASSET_JOB = "__ASSET_JOB"
@@ -35,6 +35,13 @@ run_coordinator:
     dequeue_interval_seconds: 1
 freshness:
   enabled: true
+"""
+# Compute logs off: else each run mirrors its stdout/stderr through a `tail -F` subprocess whose
+# teardown may wait 30 s on a loaded machine (the UI shows no step output then).
+NO_COMPUTE_LOGS = """\
+compute_logs:
+  module: dagster._core.storage.noop_compute_log_manager
+  class: NoOpComputeLogManager
 """
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 
@@ -139,17 +146,21 @@ class DagsterDev:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
     def stop(self) -> None:
-        """SIGINT to the process group it leads (webserver, daemon, code server), then SIGKILL."""
-        if self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGINT)
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        except ProcessLookupError:
-            pass
+        stop_dagster_dev(self.process)
+
+
+def stop_dagster_dev(process: subprocess.Popen) -> None:
+    """SIGINT to the process group it leads (webserver, daemon, code server), then SIGKILL."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass
 
 
 def location_loaded(dev: DagsterDev) -> bool:
@@ -174,13 +185,19 @@ def default_sigint() -> None:
 
 
 def start_dagster_dev(
-    home: Path, env: Mapping[str, str], *, port: int | None = None, timeout: float = 180
+    home: Path,
+    env: Mapping[str, str],
+    *,
+    port: int | None = None,
+    timeout: float = 180,
+    compute_logs: bool = False,
 ) -> DagsterDev:
     """Start `dagster dev -w workspace.yaml` with `env` on top of ours; returns once the code
-    location is loaded."""
+    location is loaded. A `home` without a dagster.yaml gets DAGSTER_YAML (and no compute-log
+    capture unless `compute_logs`)."""
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+        (home / "dagster.yaml").write_text(DAGSTER_YAML + ("" if compute_logs else NO_COMPUTE_LOGS))
     port = port or free_port()
     log = home / "dagster-dev.log"
     command = [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml"]

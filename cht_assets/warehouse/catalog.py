@@ -1,0 +1,279 @@
+"""The view catalog: which objects the view layers hold, decided from explicit inputs — the
+`sql/` folder and the deployment's forms (with the formview columns seen so far).
+
+    every file in sql/<layer>/<name>.sql                one object (a file wins over a generated one)
+    contactview_hierarchy                               generated from the place types found at run time
+    formview_<form>, formview_<form>_<repeat>           generated from each form's XForm
+
+An object that reads the formview of a form the deployment does not have (yet) — directly or
+through another object — *waits* for it: it is not built, and says so, until the form appears.
+Pure of Dagster: `cht_assets.defs.views` maps the catalog to assets and checks, and
+`python -m cht_assets.warehouse` refreshes it without Dagster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from types import MappingProxyType
+
+import psycopg
+
+from cht_assets.couch.client import CouchClient
+from cht_assets.couch.errors import CouchError, CouchUnavailable
+from cht_assets.replica.forms import FormDoc, couchdb_forms, stored_forms
+from cht_assets.replica.schema import RAW_RELATIONS
+from cht_assets.sqlgraph import SqlGraph, SqlObject, load_sql_dir
+from cht_assets.sqlgraph.files import SqlFile, read_sql_dir
+from cht_assets.sqlgraph.model import code_version
+from cht_assets.warehouse.formviews import (
+    LAYER as FORMVIEW_LAYER,
+)
+from cht_assets.warehouse.formviews import (
+    FormviewSpec,
+    all_known_columns,
+    build_formview,
+    formview_buildable,
+    formview_specs,
+    parse_report_forms,
+)
+from cht_assets.warehouse.hierarchy import BUILTIN_PLACE_TYPES, HIERARCHY_VIEW, hierarchy_select, place_types
+from cht_assets.warehouse.refresh import Buildable, RefreshResult, refresh
+from cht_assets.warehouse.state import META_RELATIONS
+from cht_assets.xforms.formview import Column, formview_columns
+
+SQL_ROOT = Path(__file__).resolve().parents[2] / "sql"
+HIERARCHY_INPUTS = frozenset({"contactview_contact", "contactview_contact_type"})
+FORMVIEW_NAME = re.compile(r"\bformview_[a-z0-9_]+\b")
+# Relations the SQL may read that no SQL file defines, with their columns.
+EXTERNAL_RELATIONS: dict[str, tuple[str, ...]] = {**RAW_RELATIONS, **META_RELATIONS}
+
+logger = logging.getLogger(__name__)
+BuildFor = Callable[[psycopg.Connection], Buildable]
+KnownColumns = Mapping[str, Sequence[Column]]
+NO_COLUMNS: KnownColumns = MappingProxyType({})
+
+
+class AbsentInput(LookupError):
+    """What an object reads is not in the warehouse: a state to report, not a failure."""
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One object, how to produce its SQL when it runs, and the absent formviews it waits for."""
+
+    obj: SqlObject
+    build_for: BuildFor
+    waiting_for: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.obj.name
+
+    @property
+    def waiting_for_forms(self) -> tuple[str, ...]:
+        """`formview_pregnancy` -> `pregnancy`: what a user knows the input by."""
+        return tuple(name.removeprefix("formview_") for name in self.waiting_for)
+
+
+@dataclass(frozen=True)
+class ViewCatalog:
+    graph: SqlGraph
+    entries: dict[str, CatalogEntry]  # in build order
+    forms_version: str
+    dependents_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[CatalogEntry]:
+        return iter(self.entries.values())
+
+    def __getitem__(self, name: str) -> CatalogEntry:
+        return self.entries[name]
+
+    def dependents(self, name: str) -> list[CatalogEntry]:
+        """The objects downstream of `name`, in build order."""
+        return [self.entries[dep] for dep in self.dependents_of.get(name, ())]
+
+    def waiting(self) -> list[CatalogEntry]:
+        return [entry for entry in self if entry.waiting_for]
+
+
+def static_entry(obj: SqlObject) -> CatalogEntry:
+    built = Buildable(
+        name=obj.name,
+        layer=obj.layer,
+        kind=obj.kind,
+        sql=obj.sql,
+        code_version=obj.code_version,
+        unique_key=obj.unique_key or ("uuid",),
+        doc_key=obj.config.get("doc_key", (obj.unique_key or ("uuid",))[0]),
+        indexes=obj.indexes,
+    )
+    return CatalogEntry(obj, lambda conn: built)
+
+
+def build_hierarchy(conn: psycopg.Connection) -> Buildable:
+    sql = hierarchy_select(place_types(conn))
+    # Versioned by the SQL generated now: new place types must replace the view.
+    return Buildable(HIERARCHY_VIEW, "contactviews", "view", sql, code_version(sql), ("uuid",), "uuid")
+
+
+def hierarchy_entry() -> CatalogEntry:
+    """Generated at run time from the place types found in the data; the built-in types give
+    the load-time shape (and the dependencies)."""
+    template = SqlObject.from_sql(
+        HIERARCHY_VIEW,
+        hierarchy_select(BUILTIN_PLACE_TYPES),
+        layer="contactviews",
+        config={
+            "materialized": "view",
+            "unique_key": "uuid",
+            "description": "Every contact with its ancestors and one uuid/name column pair per place type.",
+        },
+    )
+    return CatalogEntry(template, build_hierarchy)
+
+
+def build_current_formview(conn: psycopg.Connection, spec: FormviewSpec) -> Buildable:
+    """The formview as its form is now (it may have changed since the catalog was made)."""
+    try:
+        return build_formview(conn, spec)
+    except LookupError as exc:
+        raise AbsentInput(f"form doc {spec.doc_id!r} is no longer in the warehouse") from exc
+
+
+def formview_entries(forms: Sequence[FormDoc], known: KnownColumns, reserved: set[str]) -> list[CatalogEntry]:
+    """One per report form and repeat group, as the form is now; unreadable forms make none
+    (the `xforms_parse` check reports them)."""
+    parsed = parse_report_forms(forms)[0]
+    xforms = {(source, doc_id): xform for source, doc_id, xform in parsed}
+    entries = []
+    for spec in formview_specs(parsed, reserved):
+        xform = xforms[(spec.source, spec.doc_id)]
+        columns = formview_columns(xform, list(known.get(spec.view, ())), repeat=spec.repeat)
+        built = formview_buildable(spec, xform, columns)
+        config = {
+            "materialized": "incremental",
+            "unique_key": ", ".join(spec.unique_key),
+            "doc_key": spec.doc_key,
+            "description": spec.description,
+            "cast_check": "true",
+        }
+        template = SqlObject.from_sql(spec.view, built.sql, layer=FORMVIEW_LAYER, config=config)
+        entries.append(CatalogEntry(template, partial(build_current_formview, spec=spec)))
+    return entries
+
+
+def version_of(entries: Sequence[CatalogEntry]) -> str:
+    """Changes when a formview appears, goes or changes its SQL (a new field, a new repeat)."""
+    text = "\n".join(sorted(f"{entry.name} {entry.obj.code_version}" for entry in entries))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def forms_version(
+    forms: Sequence[FormDoc], known: KnownColumns = NO_COLUMNS, *, sql_root: Path = SQL_ROOT
+) -> str:
+    """The `forms_version` a catalog made from these inputs would have, without building it."""
+    reserved = {sql_file.name for sql_file in read_sql_dir(sql_root)}
+    return version_of(formview_entries(forms, known, reserved))
+
+
+def formview_references(files: Sequence[SqlFile]) -> set[str]:
+    return {name for sql_file in files for name in FORMVIEW_NAME.findall(sql_file.text)}
+
+
+def waiting_for(graph: SqlGraph, awaited: set[str]) -> dict[str, tuple[str, ...]]:
+    """For each object, the absent relations it reads directly or through other objects."""
+    found: dict[str, tuple[str, ...]] = {}
+    for name in graph.order():
+        absent = set()
+        for dep in graph.objects[name].depends_on:
+            absent |= {dep} if dep in awaited else set(found.get(dep, ()))
+        found[name] = tuple(sorted(absent))
+    return found
+
+
+def build_catalog(
+    forms: Sequence[FormDoc], known: KnownColumns = NO_COLUMNS, *, sql_root: Path = SQL_ROOT
+) -> ViewCatalog:
+    """Every SQL file plus the generated objects; raises SqlGraphError (file and line) when
+    the SQL does not parse, names an unknown relation or makes a cycle."""
+    files = read_sql_dir(sql_root)
+    file_names = {sql_file.name for sql_file in files}
+    formviews = formview_entries(forms, known, file_names)
+    # The hierarchy is generated over the contact views: only where the folder has them.
+    hierarchy = [hierarchy_entry()] if file_names >= HIERARCHY_INPUTS else []
+    generated = [entry for entry in (*hierarchy, *formviews) if entry.name not in file_names]
+    known_names = file_names | {entry.name for entry in generated}
+    # A formview the SQL reads whose form this deployment lacks: an external relation with no
+    # asset behind it, so that what reads it waits instead of failing the whole code location.
+    awaited = {name for name in formview_references(files) if name not in known_names}
+    graph = load_sql_dir(
+        sql_root,
+        external_relations={**EXTERNAL_RELATIONS, **{name: () for name in awaited}},
+        extra_objects=[entry.obj for entry in generated],
+    )
+    build_fors = {entry.name: entry.build_for for entry in generated}
+    absent = waiting_for(graph, awaited)
+    entries = {}
+    for name in graph.order():
+        obj = graph.objects[name]
+        build_for = build_fors.get(name) or static_entry(obj).build_for
+        entries[name] = CatalogEntry(obj, build_for, absent[name])
+    order = {name: index for index, name in enumerate(graph.order())}
+    dependents = {
+        name: tuple(sorted(graph.downstream(name), key=order.__getitem__)) for name in graph.order()
+    }
+    return ViewCatalog(graph, entries, version_of(formviews), dependents)
+
+
+def deployment_forms(
+    postgres_url: str, couch: Sequence[CouchClient]
+) -> tuple[list[FormDoc], dict[str, list[Column]]]:
+    """The deployment's forms and the formview columns seen so far: from the warehouse, or
+    from CouchDB when the warehouse has none yet (the first run on an empty warehouse builds
+    every formview). Neither reachable: no forms, and a warning (loading must not fail)."""
+    forms: list[FormDoc] = []
+    known: dict[str, list[Column]] = {}
+    try:
+        with psycopg.connect(postgres_url, connect_timeout=3, autocommit=True) as conn:
+            forms, known = stored_forms(conn), all_known_columns(conn)
+    except psycopg.OperationalError as exc:
+        logger.warning("forms not read from PostgreSQL: unreachable (%s)", type(exc).__name__)
+    if forms:
+        return forms, known
+    for client in couch:
+        try:
+            forms += couchdb_forms(client)
+        except CouchUnavailable as exc:  # the server is down: the other databases are too
+            logger.warning("forms not read from CouchDB: %s", exc)
+            break
+        except CouchError as exc:  # its message names the database, never credentials
+            logger.warning("forms not read from CouchDB: %s", exc)
+    return forms, known
+
+
+def absent_relations(conn: psycopg.Connection, names: Sequence[str]) -> list[str]:
+    return [
+        name
+        for name in names
+        if conn.execute("SELECT to_regclass(%s)", (f'public."{name}"',)).fetchone()[0] is None
+    ]
+
+
+def refresh_entry(
+    conn: psycopg.Connection, catalog: ViewCatalog, name: str
+) -> tuple[Buildable, RefreshResult]:
+    """Refresh one object as it must be now. Raises AbsentInput when an input it waits for is
+    still absent (or its form doc has gone)."""
+    entry = catalog[name]
+    missing = absent_relations(conn, entry.waiting_for)
+    if missing:
+        raise AbsentInput(f"waiting for {', '.join(missing)}")
+    built = entry.build_for(conn)
+    dependents = [(dep.name, partial(dep.build_for, conn)) for dep in catalog.dependents(name)]
+    return built, refresh(conn, built, dependents)
