@@ -8,7 +8,6 @@ nothing else), records an observation saying what it waits for, and its automati
 until the form appears (cht_assets.defs.forms reloads the code location then).
 """
 
-import logging
 import time
 import warnings
 from collections.abc import Sequence
@@ -17,36 +16,35 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 
-from cht_assets.couch.client import CouchClient
 from cht_assets.defs import checks
 from cht_assets.defs.raw import raw_asset_key
 from cht_assets.defs.resources import PostgresResource
 from cht_assets.replica.schema import relation_sources
-from cht_assets.settings import Settings, load_settings
+from cht_assets.settings import load_settings
 from cht_assets.sqlgraph import SqlGraph, SqlObject, column_lineage
 from cht_assets.warehouse import catalog as view_catalog
-from cht_assets.warehouse.catalog import AbsentInput, CatalogEntry, ViewCatalog, build_catalog, refresh_entry
+from cht_assets.warehouse.catalog import (
+    AbsentInput,
+    CatalogEntry,
+    ViewCatalog,
+    deployment_catalog,
+    refresh_entry,
+)
 from cht_assets.warehouse.refresh import RefreshResult
 from cht_assets.warehouse.state import ensure_meta_schema
 
 SQL_ROOT = view_catalog.SQL_ROOT
 WAITING_TAG = "cht/waiting_for"
-logger = logging.getLogger(__name__)
 
 
 def view_asset_key(obj: SqlObject) -> dg.AssetKey:
     return dg.AssetKey([obj.layer, obj.name])
 
 
-def load_catalog(settings: Settings | None = None, sql_root: Path | None = None) -> ViewCatalog:
-    """The catalog of this deployment as it is now: its forms from the warehouse, or from
-    CouchDB when the warehouse has none yet (the first run on an empty warehouse)."""
-    settings = settings or load_settings()
-    couch = [
-        CouchClient(settings.couchdb_url, db, timeout=10, connect_timeout=3) for db in settings.couchdb_dbs
-    ]
-    forms, known = view_catalog.deployment_forms(settings.postgres_url, couch)
-    return build_catalog(forms, known, sql_root=sql_root or SQL_ROOT)
+def load_catalog() -> ViewCatalog:
+    """This deployment's catalog now: its forms from the warehouse, or from CouchDB when the
+    warehouse has none yet (the first run on an empty warehouse)."""
+    return deployment_catalog(load_settings(), sql_root=SQL_ROOT)
 
 
 def column_schema(conn: psycopg.Connection, name: str) -> dg.TableSchema:

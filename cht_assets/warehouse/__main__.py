@@ -16,14 +16,12 @@ from collections.abc import Callable, Collection
 
 import psycopg
 
-from cht_assets.couch.client import CouchClient
 from cht_assets.settings import load_settings
 from cht_assets.warehouse import checks
 from cht_assets.warehouse.catalog import (
     AbsentInput,
     ViewCatalog,
-    build_catalog,
-    deployment_forms,
+    deployment_catalog,
     refresh_entry,
 )
 from cht_assets.warehouse.state import ensure_meta_schema
@@ -79,10 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--select", action="append", help="object to refresh (default: every object)")
     args = parser.parse_args(argv)
     settings = load_settings()
-    couch = [
-        CouchClient(settings.couchdb_url, db, timeout=10, connect_timeout=3) for db in settings.couchdb_dbs
-    ]
-    catalog = build_catalog(*deployment_forms(settings.postgres_url, couch))
+    catalog = deployment_catalog(settings)
     with psycopg.connect(settings.postgres_url, autocommit=True) as conn:
         conn.execute("SET standard_conforming_strings = on")
         ensure_meta_schema(conn)

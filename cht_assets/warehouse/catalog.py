@@ -28,6 +28,7 @@ from cht_assets.couch.client import CouchClient
 from cht_assets.couch.errors import CouchError, CouchUnavailable
 from cht_assets.replica.forms import FormDoc, couchdb_forms, stored_forms
 from cht_assets.replica.schema import RAW_RELATIONS
+from cht_assets.settings import Settings
 from cht_assets.sqlgraph import SqlGraph, SqlObject, load_sql_dir
 from cht_assets.sqlgraph.files import SqlFile, read_sql_dir
 from cht_assets.sqlgraph.model import code_version
@@ -255,6 +256,14 @@ def deployment_forms(
         except CouchError as exc:  # its message names the database, never credentials
             logger.warning("forms not read from CouchDB: %s", exc)
     return forms, known
+
+
+def deployment_catalog(settings: Settings, *, sql_root: Path = SQL_ROOT) -> ViewCatalog:
+    """The catalog of the configured deployment as it is now (see `deployment_forms`)."""
+    couch = [
+        CouchClient(settings.couchdb_url, db, timeout=10, connect_timeout=3) for db in settings.couchdb_dbs
+    ]
+    return build_catalog(*deployment_forms(settings.postgres_url, couch), sql_root=sql_root)
 
 
 def absent_relations(conn: psycopg.Connection, names: Sequence[str]) -> list[str]:

@@ -172,6 +172,7 @@ def test_the_ui_shows_the_whole_graph(stack: Stack) -> None:
             "alert_on_run_failure",
             "alert_on_check_failure",
             "alert_on_freshness",
+            "form_definitions",
         ],
         "RUNNING",
     )
