@@ -25,7 +25,7 @@ defs = with_operations(
                 published_datasets(view_assets), access_path=load_access_settings().access_file
             ),
         ],
-        sensors=[forms_sensor(catalog.forms_version, load_ops_settings())],
+        sensors=[forms_sensor(catalog, load_ops_settings())],
         resources={**resources(), "superset": SupersetResource()},
         # Views refresh in a fraction of a second each: one process per step would cost more
         # than the work.

@@ -29,7 +29,7 @@ import requests
 from cht_assets.defs.resources import PostgresResource
 from cht_assets.replica.forms import stored_forms
 from cht_assets.settings import OpsSettings
-from cht_assets.warehouse.catalog import forms_version
+from cht_assets.warehouse.catalog import ViewCatalog
 from cht_assets.warehouse.formviews import all_known_columns
 
 FORMS_SENSOR = "form_definitions"
@@ -63,15 +63,16 @@ def request_reload(webserver_url: str, location: str) -> None:
     threading.Thread(target=post, name="reload-code-location", daemon=True).start()
 
 
-def current_forms_version(conninfo: str) -> str | None:
+def current_forms_version(conninfo: str, catalog: ViewCatalog) -> str | None:
     """The forms_version the raw layer's forms give now; None before the first sync."""
     with psycopg.connect(conninfo, connect_timeout=5, autocommit=True) as conn:
         forms = stored_forms(conn)
-        return forms_version(forms, all_known_columns(conn)) if forms else None
+        return catalog.version_for(forms, all_known_columns(conn)) if forms else None
 
 
-def forms_sensor(loaded_version: str, settings: OpsSettings) -> dg.SensorDefinition:
-    """`loaded_version`: the forms_version of the catalog these definitions were built from."""
+def forms_sensor(catalog: ViewCatalog, settings: OpsSettings) -> dg.SensorDefinition:
+    """`catalog`: the one these definitions were built from."""
+    loaded_version = catalog.forms_version
 
     @dg.sensor(
         name=FORMS_SENSOR,
@@ -83,7 +84,7 @@ def forms_sensor(loaded_version: str, settings: OpsSettings) -> dg.SensorDefinit
         ),
     )
     def form_definitions(context: dg.SensorEvaluationContext, postgres: PostgresResource) -> dg.SkipReason:
-        now = current_forms_version(postgres.conninfo)
+        now = current_forms_version(postgres.conninfo, catalog)
         if now is None:
             return dg.SkipReason("no forms synced yet")
         if now == loaded_version:

@@ -107,7 +107,7 @@ def asset_spec(catalog: ViewCatalog, entry: CatalogEntry, dbs: Sequence[str]) ->
             f"{waiting_text(entry.waiting_for_forms).capitalize()}: not in this deployment (yet); "
             f"built on the first run after the form appears. {description}"
         )
-        tags[WAITING_TAG] = "__".join(entry.waiting_for_forms)[:63] or "form"
+        tags[WAITING_TAG] = "__".join(entry.waiting_for_forms)[:63]  # Dagster's limit for tag values
     return dg.AssetSpec(
         view_asset_key(obj),
         deps=asset_deps(catalog, obj, dbs),

@@ -44,7 +44,7 @@ from cht_assets.warehouse.formviews import (
     parse_report_forms,
 )
 from cht_assets.warehouse.hierarchy import BUILTIN_PLACE_TYPES, HIERARCHY_VIEW, hierarchy_select, place_types
-from cht_assets.warehouse.refresh import Buildable, RefreshResult, refresh
+from cht_assets.warehouse.refresh import Buildable, RefreshResult, refresh, relation_kind
 from cht_assets.warehouse.state import META_RELATIONS
 from cht_assets.xforms.formview import Column, formview_columns
 
@@ -88,6 +88,7 @@ class ViewCatalog:
     entries: dict[str, CatalogEntry]  # in build order
     forms_version: str
     dependents_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    file_names: frozenset[str] = frozenset()  # of sql/: they take precedence over generated objects
 
     def __iter__(self) -> Iterator[CatalogEntry]:
         return iter(self.entries.values())
@@ -101,6 +102,10 @@ class ViewCatalog:
 
     def waiting(self) -> list[CatalogEntry]:
         return [entry for entry in self if entry.waiting_for]
+
+    def version_for(self, forms: Sequence[FormDoc], known: KnownColumns = NO_COLUMNS) -> str:
+        """The `forms_version` a catalog of these forms would have (same sql/), without building it."""
+        return version_of(formview_entries(forms, known, set(self.file_names)))
 
 
 def static_entry(obj: SqlObject) -> CatalogEntry:
@@ -175,14 +180,6 @@ def version_of(entries: Sequence[CatalogEntry]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def forms_version(
-    forms: Sequence[FormDoc], known: KnownColumns = NO_COLUMNS, *, sql_root: Path = SQL_ROOT
-) -> str:
-    """The `forms_version` a catalog made from these inputs would have, without building it."""
-    reserved = {sql_file.name for sql_file in read_sql_dir(sql_root)}
-    return version_of(formview_entries(forms, known, reserved))
-
-
 def formview_references(files: Sequence[SqlFile]) -> set[str]:
     return {name for sql_file in files for name in FORMVIEW_NAME.findall(sql_file.text)}
 
@@ -229,7 +226,7 @@ def build_catalog(
     dependents = {
         name: tuple(sorted(graph.downstream(name), key=order.__getitem__)) for name in graph.order()
     }
-    return ViewCatalog(graph, entries, version_of(formviews), dependents)
+    return ViewCatalog(graph, entries, version_of(formviews), dependents, frozenset(file_names))
 
 
 def deployment_forms(
@@ -267,11 +264,7 @@ def deployment_catalog(settings: Settings, *, sql_root: Path = SQL_ROOT) -> View
 
 
 def absent_relations(conn: psycopg.Connection, names: Sequence[str]) -> list[str]:
-    return [
-        name
-        for name in names
-        if conn.execute("SELECT to_regclass(%s)", (f'public."{name}"',)).fetchone()[0] is None
-    ]
+    return [name for name in names if relation_kind(conn, name) is None]
 
 
 def refresh_entry(

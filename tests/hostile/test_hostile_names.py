@@ -162,7 +162,7 @@ def test_hostile_names_build_safe_views_and_inject_nothing(deployment: Deploymen
     result = support.materialize(support.location_assets(), deployment.resources())
     assert result.success
     # The synced forms give the catalog the definitions were built from: no reload asked for.
-    assert current_forms_version(deployment.pg_url) == catalog_before_sync.forms_version
+    assert current_forms_version(deployment.pg_url, catalog_before_sync) == catalog_before_sync.forms_version
     failing = [
         (c.asset_key.path[-1], c.check_name)
         for c in result.get_asset_check_evaluations()

@@ -64,7 +64,7 @@ def tick(sensor: dg.SensorDefinition, pg_url: str, instance: dg.DagsterInstance,
 
 def test_changed_forms_ask_the_webserver_for_one_reload(pg_url: str, webserver: Inbox) -> None:
     forms = demo_forms()
-    loaded = build_catalog(forms[:-1]).forms_version  # the definitions lack the last form
+    loaded = build_catalog(forms[:-1])  # the definitions lack the last form
     sensor = forms_sensor(loaded, load_ops_settings())
     with dagster_instance() as instance:
         # Before the first sync the warehouse has no forms: nothing to compare, no reload.
@@ -84,6 +84,6 @@ def test_changed_forms_ask_the_webserver_for_one_reload(pg_url: str, webserver: 
         assert len(webserver.snapshot()) == 1
 
     # The reloaded location was built from these forms: nothing more to do.
-    current = forms_sensor(build_catalog(forms).forms_version, load_ops_settings())
+    current = forms_sensor(build_catalog(forms), load_ops_settings())
     with dagster_instance() as instance:
         assert "match" in tick(current, pg_url, instance, first.cursor).skip_message

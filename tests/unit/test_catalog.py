@@ -9,7 +9,7 @@ import pytest
 
 from cht_assets.replica.forms import FormDoc
 from cht_assets.sqlgraph.errors import SqlGraphError
-from cht_assets.warehouse.catalog import SQL_ROOT, build_catalog, forms_version
+from cht_assets.warehouse.catalog import SQL_ROOT, build_catalog
 
 DEMO_FORMS = Path(__file__).resolve().parents[2] / "cht_assets" / "demo" / "forms"
 
@@ -27,7 +27,7 @@ def test_demo_forms_make_a_formview_each_and_nothing_waits() -> None:
     names = set(catalog.entries)
     assert {f"formview_{path.stem}" for path in DEMO_FORMS.glob("*.xml")} <= names
     assert catalog.waiting() == []
-    assert catalog.forms_version == forms_version(demo_forms())
+    assert catalog.forms_version == catalog.version_for(demo_forms())
     # Build order: every object after what it reads.
     order = list(catalog.entries)
     for entry in catalog:
@@ -55,14 +55,15 @@ def test_waiting_passes_down_to_what_reads_a_waiting_object(tmp_path: Path) -> N
 
 def test_a_new_field_or_a_new_form_changes_the_forms_version() -> None:
     forms = demo_forms()
-    before = forms_version(forms)
-    assert forms_version(forms) == before  # deterministic
+    catalog = build_catalog(forms)
+    before = catalog.forms_version
+    assert build_catalog(forms).forms_version == before  # deterministic
     pnc = next(form for form in forms if form.doc_id == "form:pnc")
     assert "</inputs>" in pnc.xml
     with_field = pnc.xml.replace("</inputs>", "</inputs><extra_note/>", 1)
     changed = [FormDoc(f.source, f.doc_id, with_field if f is pnc else f.xml) for f in forms]
-    assert forms_version(changed) != before
-    assert forms_version(forms[:-1]) != before
+    assert catalog.version_for(changed) != before
+    assert catalog.version_for(forms[:-1]) == build_catalog(forms[:-1]).forms_version != before
 
 
 def test_a_hand_written_formview_overrides_the_generated_one(tmp_path: Path) -> None:
