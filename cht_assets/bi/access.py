@@ -46,6 +46,7 @@ from cht_assets.bi.access_config import (
     Manager,
 )
 from cht_assets.bi.bundle import BundleError, Provisioned, find_one
+from cht_assets.bi.cht_managers import MARKER_ROLE, with_cht_managers
 from cht_assets.bi.client import JsonObject, SupersetClient
 from cht_assets.bi.dashboard_specs import DashboardSpec
 from cht_assets.bi.database import DatabaseConnection
@@ -65,6 +66,7 @@ from cht_assets.bi.security import (
     add_role_permission,
     datasource_permission,
     datasource_permission_ids,
+    disable_departed,
     ensure_role,
     roles_by_name,
     set_role_permissions,
@@ -138,6 +140,7 @@ def share_dataset(
     missing only because no hierarchy dataset existed when access ran is created, on this
     dataset. Roles are made by `provision_access`: a manager without one yet is left to it.
     Returns the roles that may read the dataset."""
+    config = with_cht_managers(conninfo, config)[0]
     roles = roles_by_name(client)
     relation = published.dataset.source.relation
     wanting = [
@@ -320,6 +323,7 @@ def provision_access(
     names to their values."""
     passwords = passwords or {}
     report = AccessReport()
+    config, report.warnings = with_cht_managers(conninfo, config)
     datasets, report.skipped = present_datasets(conninfo, sources)
     published, absent = find_published(client, database, datasets)
     report.skipped += absent
@@ -334,6 +338,8 @@ def provision_access(
     roles = roles_by_name(client)
     if BASE_ROLE not in roles:
         raise AccessError(f"Superset has no {BASE_ROLE!r} role: run `superset init`")
+    if config.cht_roles:
+        report.record(ensure_role(client, MARKER_ROLE, roles), f"role {MARKER_ROLE}")
     hierarchy_ids = {p.id for p in published.values() if has_hierarchy(p.dataset)}
     rules = write_rules(client, plans, roles, hierarchy_ids, report)
     permission_ids = datasource_permission_ids(client)
@@ -347,7 +353,9 @@ def provision_access(
             password = passwords.get(manager.password_env) if manager.password_env else None
             if manager.password_env and not password:
                 report.warnings.append(f"user {manager.name}: ${manager.password_env} is not set")
-            change = upsert_user(client, manager, [roles[BASE_ROLE], roles[manager.role_name]], password)
+            role_ids = [roles[BASE_ROLE], roles[manager.role_name]]
+            role_ids += [roles[MARKER_ROLE]] if manager.from_cht else []
+            change = upsert_user(client, manager, role_ids, password)
             report.record(change, f"user {manager.name}")
         report.managers.append(
             {
@@ -365,4 +373,8 @@ def provision_access(
     wanted_rules = {m.rule_name for m in config.managers}
     wanted_roles = {m.role_name for m in config.managers}
     remove_stale(client, wanted_rules, wanted_roles, rules, roles, report)
+    if MARKER_ROLE in roles:  # CHT users who no longer manage (or the option turned off)
+        cht_users = {plan.manager.name for plan in plans if plan.manager.from_cht}
+        for name in disable_departed(client, roles[MARKER_ROLE], cht_users):
+            report.removed.append(f"user {name} (disabled)")
     return report

@@ -57,6 +57,7 @@ class Manager:
     last_name: str | None = None
     email: str | None = None
     password_env: str | None = None
+    from_cht: bool = False  # a CHT user holding one of `cht_roles` (read from useview_user)
 
     @property
     def role_name(self) -> str:
@@ -70,11 +71,20 @@ class Manager:
 
 
 @dataclass(frozen=True)
+class ChtRole:
+    """A CHT role whose users become managers of the subtree of their facility (off when none)."""
+
+    role: str
+    dashboards: tuple[str, ...] | None = None  # slugs; None = every dashboard
+
+
+@dataclass(frozen=True)
 class AccessConfig:
     managers: tuple[Manager, ...] = ()
     levels: tuple[str, ...] = DEFAULT_LEVELS
     view_schemas: tuple[str, ...] = DEFAULT_VIEW_SCHEMAS
     view_prefixes: tuple[str, ...] = DEFAULT_VIEW_PREFIXES
+    cht_roles: tuple[ChtRole, ...] = ()
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -131,6 +141,18 @@ def parse_manager(data: Any, levels: Sequence[str], where: str) -> Manager:
     )
 
 
+def parse_cht_role(data: Any, where: str) -> ChtRole:
+    if isinstance(data, str) and data:
+        return ChtRole(data)
+    if not isinstance(data, Mapping) or not isinstance(data.get("role"), str) or not data["role"]:
+        raise AccessError(f"{where}: a CHT role is a name or `{{role: <name>, dashboards: [...]}}`")
+    unknown = sorted(set(data) - {"role", "dashboards"})
+    if unknown:
+        raise AccessError(f"{where}: unknown key(s) {unknown}")
+    dashboards = _strings(data.get("dashboards"), f"{where} dashboards") if "dashboards" in data else None
+    return ChtRole(data["role"], dashboards)
+
+
 def parse_access(data: Any, source: str = "access.yaml") -> AccessConfig:
     data = data or {}
     if not isinstance(data, Mapping):
@@ -156,7 +178,12 @@ def parse_access(data: Any, source: str = "access.yaml") -> AccessConfig:
     users = [m.name for m in managers if m.kind == "user"]
     if len(set(users)) != len(users):
         raise AccessError(f"{source}: a user appears twice; list all their places in one entry")
-    return AccessConfig(managers, levels, schemas, prefixes)
+    cht_roles = tuple(
+        parse_cht_role(r, f"{source}: cht_roles {i + 1}") for i, r in enumerate(data.get("cht_roles") or [])
+    )
+    if len({r.role for r in cht_roles}) != len(cht_roles):
+        raise AccessError(f"{source}: a CHT role appears twice in cht_roles")
+    return AccessConfig(managers, levels, schemas, prefixes, cht_roles)
 
 
 def load_access(path: Path = ACCESS_PATH) -> AccessConfig:

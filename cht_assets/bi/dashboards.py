@@ -127,6 +127,7 @@ def chart_params(chart: ChartSpec) -> JsonObject:
             table_timestamp_format="smart_date",
             show_cell_bars=True,
             include_search=False,
+            allow_render_html=False,  # cells hold names from CHT documents: text, never markup
         )
         if not raw and chart.order_by:
             name, asc = chart.order_by[0]

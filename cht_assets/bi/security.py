@@ -97,3 +97,20 @@ def upsert_user(
             f"/api/v1/security/users/{user['id']}", {**body, **({"password": password} if password else {})}
         )
     return "updated" if current != body else None
+
+
+def disable_departed(client: SupersetClient, marker_id: int, wanted: set[str]) -> list[str]:
+    """Users holding the marker role `marker_id` who are not in `wanted`: inactive, with the marker
+    role only (no data access); returns the usernames changed."""
+    changed = []
+    for user in client.list_all("security/users"):
+        role_ids = sorted(r["id"] for r in user["roles"])
+        if marker_id not in role_ids or user["username"] in wanted:
+            continue
+        if user["active"] or role_ids != [marker_id]:
+            body = {k: user[k] for k in ("first_name", "last_name", "email")}
+            client.put(
+                f"/api/v1/security/users/{user['id']}", {**body, "active": False, "roles": [marker_id]}
+            )
+            changed.append(user["username"])
+    return changed

@@ -15,6 +15,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import date
 from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,6 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--couchdb-url", help="server URL, may carry user:password@")
     parser.add_argument("--households", type=int, required=True, help="number of households (~15 docs each)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument(
+        "--today",
+        type=date.fromisoformat,
+        default=date.today(),
+        help="the deployment's today, YYYY-MM-DD: every date is relative to it (default: today;"
+        " pass the load's date with --no-load --mutation-rounds on a later day)",
+    )
     parser.add_argument("--db-prefix", default="medic", help="main database name (default medic)")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="docs per _bulk_docs")
     parser.add_argument(
@@ -118,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.households < 1:
         _parser().error("--households must be >= 1")
-    deployment = generate(args.seed, args.households)
+    deployment = generate(args.seed, args.households, args.today)
     if args.dry_run:
         return _dry_run(deployment, args.db_prefix)
     if not args.couchdb_url:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cht_assets.demo.generator import DATABASES, Deployment, Doc, Mutation, generate
+from cht_assets.demo.generator import DATABASES, USERS, Deployment, Doc, Mutation, generate
 
 DEFAULT_CHUNK_SIZE = 2_000
 _QUEUE_DEPTH = 2
@@ -90,9 +90,13 @@ class LoadReport:
 
 
 def database_name(prefix: str, suffix: str) -> str:
-    """``("demo", "medic-sentinel")`` -> ``demo-sentinel``; the main database is the prefix."""
+    """``("demo", "medic-sentinel")`` -> ``demo-sentinel``; the main database is the prefix.
+    ``_users`` is the server's for the default prefix ``medic``; under another prefix it is
+    ``<prefix>-users``, so that deployments sharing a server (tests, trials) keep their users apart."""
     if suffix == "medic":
         return prefix
+    if suffix == USERS:
+        return USERS if prefix == "medic" else f"{prefix}-users"
     return prefix + suffix[len("medic") :]
 
 

@@ -17,7 +17,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
+import yaml
 
+from cht_assets.bi.access_config import ACCESS_PATH
+from cht_assets.bi.cht_managers import MARKER_ROLE
+from cht_assets.bi.client import SupersetClient
 from cht_assets.couch.client import CouchClient
 from cht_assets.couch.errors import CouchError
 from cht_assets.servers.couchdb import PROJECT_ROOT, start_pouchdb_server
@@ -25,11 +29,20 @@ from cht_assets.servers.dagster_dev import default_sigint, stop_dagster_dev
 from cht_assets.servers.postgres import ensure_database, start_embedded_postgres
 from cht_assets.servers.process import port_open
 from cht_assets.servers.superset import start_superset
-from cht_assets.settings import DEMO_COUCHDB_URL, DEMO_POSTGRES_URL, DEMO_SUPERSET_URL, load_settings
+from cht_assets.settings import (
+    DEFAULT_COUCHDB_DBS,
+    DEMO_COUCHDB_URL,
+    DEMO_POSTGRES_URL,
+    DEMO_SUPERSET_URL,
+    load_settings,
+)
 
 DEMO_DIR = PROJECT_ROOT / ".demo"
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 SUPERSET_METADATA_DB = "superset_metadata"
+DEMO_ACCESS_FILE = DEMO_DIR / "access.yaml"
+DEMO_COUCHDB_DBS = (*DEFAULT_COUCHDB_DBS, "_users")
+DEMO_CHT_ROLES = [{"role": "chw_supervisor"}]  # the generator's supervisors manage their hospital
 
 
 def say(message: str) -> None:
@@ -85,6 +98,33 @@ def seed(couchdb_url: str, households: int) -> None:
     load_demo_data(["--couchdb-url", couchdb_url, "--households", str(households)])
 
 
+def demo_access_file() -> Path:
+    """The shipped access.yaml with managers from CHT turned on (`chw_supervisor`)."""
+    access = yaml.safe_load(ACCESS_PATH.read_text()) or {}
+    access["cht_roles"] = DEMO_CHT_ROLES
+    DEMO_ACCESS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    DEMO_ACCESS_FILE.write_text(yaml.safe_dump(access, sort_keys=False))
+    return DEMO_ACCESS_FILE
+
+
+def demo_password(username: str) -> str:
+    return f"{username}-demo"
+
+
+def supervisor_logins(client: SupersetClient) -> list[tuple[str, str]]:
+    """Demo only: the provisioned CHT supervisors get a known password (the pipeline never sets
+    one), so that a newcomer can log in as one. Returns (username, password) pairs."""
+    logins = []
+    for user in client.list_all("security/users"):
+        if user["active"] and MARKER_ROLE in {r["name"] for r in user["roles"]}:
+            password = demo_password(user["username"])
+            body = {k: user[k] for k in ("first_name", "last_name", "email", "active")}
+            roles = [r["id"] for r in user["roles"]]
+            client.put(f"/api/v1/security/users/{user['id']}", {**body, "roles": roles, "password": password})
+            logins.append((user["username"], password))
+    return sorted(logins)
+
+
 def dagster(args: list[str]) -> list[str]:
     return [str(Path(sys.executable).parent / "dagster"), *args]
 
@@ -102,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     stops: list[Callable[[], None]] = []
     try:
         env = {**os.environ, **start_services(stops)}
+        if not env.get("COUCHDB_DBS"):  # the demo's users (roles, names) come from `_users` too
+            env["COUCHDB_DBS"] = ",".join(DEMO_COUCHDB_DBS)
+        if not env.get("SUPERSET_ACCESS_FILE"):
+            env["SUPERSET_ACCESS_FILE"] = str(demo_access_file())
         os.environ.update(env)
         settings = load_settings()
         if needs_seed(settings.couchdb_url, settings.couchdb_dbs[0]):
@@ -124,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         say(
             f"Superset on {settings.superset_url} (login {settings.superset_user} / {settings.superset_password})"
         )
+        with SupersetClient(
+            settings.superset_url, settings.superset_user, settings.superset_password
+        ) as client:
+            for username, password in supervisor_logins(client):
+                say(f"  a CHW supervisor, who sees only their area: login {username} / {password}")
         say(f"Dagster UI on http://127.0.0.1:{args.port} (Ctrl-C stops the demo)")
         ui = subprocess.Popen(
             dagster(["dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)]),

@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
@@ -46,7 +47,16 @@ from cht_assets.warehouse.formviews import (
 from cht_assets.warehouse.hierarchy import BUILTIN_PLACE_TYPES, HIERARCHY_VIEW, hierarchy_select, place_types
 from cht_assets.warehouse.refresh import Buildable, RefreshResult, refresh, relation_kind
 from cht_assets.warehouse.state import META_RELATIONS
+from cht_assets.warehouse.useinputs import (
+    UseInput,
+    empty_select,
+    input_description,
+    input_notes,
+    input_select,
+    read_inputs,
+)
 from cht_assets.xforms.formview import Column, formview_columns
+from cht_assets.xforms.parse import XForm
 
 SQL_ROOT = Path(__file__).resolve().parents[2] / "sql"
 HIERARCHY_INPUTS = frozenset({"contactview_contact", "contactview_contact_type"})
@@ -105,7 +115,7 @@ class ViewCatalog:
 
     def version_for(self, forms: Sequence[FormDoc], known: KnownColumns = NO_COLUMNS) -> str:
         """The `forms_version` a catalog of these forms would have (same sql/), without building it."""
-        return version_of(formview_entries(forms, known, set(self.file_names)))
+        return version_of(formview_entries(formview_layouts(forms, known, set(self.file_names))))
 
 
 def static_entry(obj: SqlObject) -> CatalogEntry:
@@ -152,15 +162,29 @@ def build_current_formview(conn: psycopg.Connection, spec: FormviewSpec) -> Buil
         raise AbsentInput(f"form doc {spec.doc_id!r} is no longer in the warehouse") from exc
 
 
-def formview_entries(forms: Sequence[FormDoc], known: KnownColumns, reserved: set[str]) -> list[CatalogEntry]:
-    """One per report form and repeat group, as the form is now; unreadable forms make none
+FormviewLayout = tuple[FormviewSpec, XForm, list[Column]]
+
+
+def formview_layouts(
+    forms: Sequence[FormDoc], known: KnownColumns, reserved: set[str]
+) -> list[FormviewLayout]:
+    """Each formview's spec, XForm and columns, as the form is now; unreadable forms make none
     (the `xforms_parse` check reports them)."""
     parsed = parse_report_forms(forms)[0]
     xforms = {(source, doc_id): xform for source, doc_id, xform in parsed}
-    entries = []
+    layouts = []
     for spec in formview_specs(parsed, reserved):
         xform = xforms[(spec.source, spec.doc_id)]
-        columns = formview_columns(xform, list(known.get(spec.view, ())), repeat=spec.repeat)
+        layouts.append(
+            (spec, xform, formview_columns(xform, list(known.get(spec.view, ())), repeat=spec.repeat))
+        )
+    return layouts
+
+
+def formview_entries(layouts: Sequence[FormviewLayout]) -> list[CatalogEntry]:
+    """One per report form and repeat group (see `formview_layouts`)."""
+    entries = []
+    for spec, xform, columns in layouts:
         built = formview_buildable(spec, xform, columns)
         config = {
             "materialized": "incremental",
@@ -172,6 +196,42 @@ def formview_entries(forms: Sequence[FormDoc], known: KnownColumns, reserved: se
         template = SqlObject.from_sql(spec.view, built.sql, layer=FORMVIEW_LAYER, config=config)
         entries.append(CatalogEntry(template, partial(build_current_formview, spec=spec)))
     return entries
+
+
+def input_entries(
+    inputs: Sequence[UseInput], columns: Mapping[str, Sequence[Column]], relations: set[str]
+) -> tuple[list[CatalogEntry], dict[str, list[str]]]:
+    """One view per use-view input, over its form's formview as the form is now. A form the
+    deployment lacks (its formview not in `relations`) gives a view over the absent formview,
+    which waits, or no rows when the input is optional. Also what each use view's inputs
+    lack (fields not found, optional forms absent), by use view."""
+    entries, notes = [], defaultdict(list)
+    for use_input in inputs:
+        if use_input.optional and use_input.formview not in relations:
+            sql, note = empty_select(use_input), input_notes(use_input, (), form_absent=True)
+        else:
+            sql, missing = input_select(use_input, columns.get(use_input.formview, ()))
+            note = input_notes(use_input, missing)
+        if note:
+            notes[use_input.owner].append(note)
+        config = {
+            "materialized": "view",
+            "unique_key": "uuid",
+            "description": input_description(use_input, note),
+        }
+        obj = SqlObject.from_sql(
+            use_input.view, sql, layer=use_input.layer, path=use_input.source, config=config
+        )
+        entries.append(static_entry(obj))
+    return entries, dict(notes)
+
+
+def with_notes(obj: SqlObject, notes: Sequence[str]) -> SqlObject:
+    """The object with what its inputs lack added to its description."""
+    if not notes:
+        return obj
+    description = " ".join(filter(None, (obj.description, *notes)))
+    return replace(obj, config={**obj.config, "description": description})
 
 
 def version_of(entries: Sequence[CatalogEntry]) -> str:
@@ -202,14 +262,20 @@ def build_catalog(
     the SQL does not parse, names an unknown relation or makes a cycle."""
     files = read_sql_dir(sql_root)
     file_names = {sql_file.name for sql_file in files}
-    formviews = formview_entries(forms, known, file_names)
+    layouts = formview_layouts(forms, known, file_names)
+    formviews = formview_entries(layouts)
+    inputs = read_inputs(sql_root)
+    formview_columns_now = {spec.view: columns for spec, _, columns in layouts}
     # The hierarchy is generated over the contact views: only where the folder has them.
     hierarchy = [hierarchy_entry()] if file_names >= HIERARCHY_INPUTS else []
-    generated = [entry for entry in (*hierarchy, *formviews) if entry.name not in file_names]
+    relations = file_names | {entry.name for entry in formviews}
+    inputs_now, input_gaps = input_entries(inputs, formview_columns_now, relations)
+    generated = [entry for entry in (*hierarchy, *formviews, *inputs_now) if entry.name not in file_names]
     known_names = file_names | {entry.name for entry in generated}
     # A formview the SQL reads whose form this deployment lacks: an external relation with no
     # asset behind it, so that what reads it waits instead of failing the whole code location.
-    awaited = {name for name in formview_references(files) if name not in known_names}
+    referenced = formview_references(files) | {i.formview for i in inputs if not i.optional}
+    awaited = {name for name in referenced if name not in known_names}
     graph = load_sql_dir(
         sql_root,
         external_relations={**EXTERNAL_RELATIONS, **{name: () for name in awaited}},
@@ -219,7 +285,7 @@ def build_catalog(
     absent = waiting_for(graph, awaited)
     entries = {}
     for name in graph.order():
-        obj = graph.objects[name]
+        obj = with_notes(graph.objects[name], input_gaps.get(name, ()))
         build_for = build_fors.get(name) or static_entry(obj).build_for
         entries[name] = CatalogEntry(obj, build_for, absent[name])
     order = {name: index for index, name in enumerate(graph.order())}

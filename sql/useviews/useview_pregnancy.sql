@@ -1,17 +1,71 @@
 -- materialized: view
 -- unique_key: uuid
--- description: Pregnancy registrations with LMP, EDD and ANC visits, and the delivery that followed (date, outcome; before the patient's next registration), with the patient's place hierarchy.
+-- description: One row per pregnancy registration (inputs mapped in useview_pregnancy.inputs.yaml and useview_delivery.inputs.yaml): LMP, EDD, gestational age in weeks at registration, how it was dated (lmp_method code), ANC home visits and reports with a danger sign in this pregnancy, and the delivery that closed it, with the patient's place hierarchy. A pregnancy runs from its registration to the patient's next registration; its delivery is the first delivery report in that span, and its visits and danger-sign reports (registration, home visits, danger-sign reports) those in the span up to the delivery report. state, as of today: 'delivered' when a delivery closed it; otherwise 'lost_to_follow_up' when more than 6 weeks have passed since the EDD (or, without an EDD, more than 48 weeks since registration); otherwise 'overdue' when more than 2 weeks have passed since the EDD; otherwise 'active'.
+WITH registration AS (
+  SELECT
+    p.*,
+    lead(p.reported) OVER (PARTITION BY p.patient_uuid ORDER BY p.reported, p.uuid) AS next_reported
+  FROM useinput_pregnancy_registration AS p
+),
+delivery AS (
+  SELECT DISTINCT ON (r.uuid)
+    r.uuid AS pregnancy_uuid,
+    d.uuid,
+    d.reported,
+    d.delivery_date,
+    d.delivery_place,
+    d.babies_alive,
+    d.babies_deceased,
+    d.woman_outcome
+  FROM registration AS r
+  JOIN useinput_delivery_report AS d
+    ON d.patient_uuid = r.patient_uuid AND d.reported >= r.reported
+    AND (r.next_reported IS NULL OR d.reported < r.next_reported)
+  ORDER BY r.uuid, d.reported, d.uuid
+),
+follow_up AS (
+  SELECT patient_uuid, reported, 'visit' AS kind, danger_sign FROM useinput_pregnancy_visit
+  UNION ALL
+  SELECT patient_uuid, reported, 'danger_sign' AS kind, danger_sign FROM useinput_pregnancy_danger_sign
+),
+counts AS (
+  SELECT
+    r.uuid,
+    count(*) FILTER (WHERE f.kind = 'visit') AS anc_visits,
+    count(*) FILTER (WHERE f.danger_sign = 'yes') AS danger_signs
+  FROM registration AS r
+  LEFT JOIN delivery AS d ON d.pregnancy_uuid = r.uuid
+  JOIN follow_up AS f
+    ON f.patient_uuid = r.patient_uuid AND f.reported >= r.reported
+    AND (r.next_reported IS NULL OR f.reported < r.next_reported)
+    AND (d.reported IS NULL OR f.reported <= d.reported)
+  GROUP BY r.uuid
+)
 SELECT
-  p.uuid,
-  p.patient_uuid,
-  coalesce(patient.name, p.patient_name) AS patient_name,
-  p.reported,
-  coalesce(p.data___lmp_date, p.lmp_lmp_date, p.lmp_u_lmp_date) AS lmp_date,
-  coalesce(p.data___edd, p.lmp_edd) AS edd,
-  coalesce(p.anc_anc_visits_count, 0) AS anc_visits,
-  delivery.uuid IS NOT NULL AS delivered,
-  coalesce(delivery.data___delivery_date, delivery.delivery_outcome_delivery_date) AS delivery_date,
-  delivery.condition_woman_outcome AS outcome,
+  r.uuid,
+  r.patient_uuid,
+  coalesce(patient.name, r.patient_name) AS patient_name,
+  r.reported,
+  r.lmp_date,
+  r.edd,
+  r.gestational_age_weeks,
+  r.lmp_method,
+  CAST(coalesce(c.anc_visits, 0) AS integer) AS anc_visits,
+  CAST(coalesce(c.danger_signs, 0) + CASE WHEN r.danger_sign = 'yes' THEN 1 ELSE 0 END AS integer) AS danger_signs,
+  d.uuid IS NOT NULL AS delivered,
+  d.uuid AS delivery_uuid,
+  d.delivery_date,
+  d.delivery_place,
+  d.babies_alive,
+  d.babies_deceased,
+  d.woman_outcome,
+  CASE
+    WHEN d.uuid IS NOT NULL THEN 'delivered'
+    WHEN r.edd IS NOT NULL AND current_date > r.edd + 42 THEN 'lost_to_follow_up'
+    WHEN r.edd IS NULL AND current_date > CAST(r.reported AS date) + 336 THEN 'lost_to_follow_up'
+    WHEN r.edd IS NOT NULL AND current_date > r.edd + 14 THEN 'overdue'
+    ELSE 'active'
+  END AS state,
   h.area_uuids,
   h.district_hospital_uuid,
   h.district_hospital_name,
@@ -19,18 +73,8 @@ SELECT
   h.health_center_name,
   h.clinic_uuid,
   h.clinic_name
-FROM formview_pregnancy AS p
-LEFT JOIN LATERAL (
-  SELECT d.uuid, d.data___delivery_date, d.delivery_outcome_delivery_date, d.condition_woman_outcome
-  FROM formview_delivery AS d
-  WHERE d.patient_uuid = p.patient_uuid AND d.reported >= p.reported
-    -- A delivery closes the latest registration before it, not an earlier one as well.
-    AND NOT EXISTS (
-      SELECT 1 FROM formview_pregnancy AS later
-      WHERE later.patient_uuid = p.patient_uuid AND later.reported > p.reported AND later.reported <= d.reported
-    )
-  ORDER BY d.reported
-  LIMIT 1
-) AS delivery ON true
-LEFT JOIN contactview_contact AS patient ON patient.uuid = p.patient_uuid
-LEFT JOIN contactview_hierarchy AS h ON h.uuid = p.patient_uuid
+FROM registration AS r
+LEFT JOIN delivery AS d ON d.pregnancy_uuid = r.uuid
+LEFT JOIN counts AS c ON c.uuid = r.uuid
+LEFT JOIN contactview_contact AS patient ON patient.uuid = r.patient_uuid
+LEFT JOIN contactview_hierarchy AS h ON h.uuid = r.patient_uuid

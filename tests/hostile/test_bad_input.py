@@ -64,9 +64,9 @@ def hostile_docs(place: str, chw: str) -> list[dict[str, Any]]:
         report("bad-fields-null", fields=None),
         report("bad-fields-number", fields=42),
         # Dates that are not dates.
-        report("bad-dates", fields={"lmp": {"lmp_date": "2026-13-45", "edd": "yesterday"}}),
+        report("bad-dates", fields={"lmp_date_8601": "2026-13-45", "edd_8601": "yesterday"}),
         {"_id": "bad-dob", "type": "person", "name": "dob", "parent": lineage, "date_of_birth": "yesterday"},
-        report("bad-reported-string", reported_date="yesterday", fields={"lmp": {"lmp_date": "2025-01-01"}}),
+        report("bad-reported-string", reported_date="yesterday", fields={"lmp_date_8601": "2025-01-01"}),
         report("ok-reported-numeric-string", reported_date="1750000000000", fields={}),
         {**report("bad-reported-object"), "reported_date": {"$date": 1}},
         # Hierarchy problems.
@@ -170,7 +170,7 @@ def test_bad_input_is_synced_refreshed_and_counted(deployment: Deployment) -> No
         )
         pregnancy = dict(
             conn.execute(
-                "SELECT uuid, lmp_lmp_date FROM formview_pregnancy WHERE uuid LIKE 'bad-%'"
+                "SELECT uuid, lmp_date_8601 FROM formview_pregnancy WHERE uuid LIKE 'bad-%'"
             ).fetchall()
         )
         contacts = dict(

@@ -16,7 +16,7 @@ from cht_assets.defs.raw import build_raw_assets
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
 from tests.support import dagster as support
 
-SUFFIXES = ("", "-sentinel", "-users-meta", "-logs")
+SUFFIXES = ("", "-sentinel", "-users-meta", "-logs", "-users")  # -users: the demo loader's `_users`
 
 
 @dataclass

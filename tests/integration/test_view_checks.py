@@ -75,7 +75,7 @@ def test_every_view_asset_ran_checks_and_all_pass_on_the_demo(demo: Demo) -> Non
     assert {
         ("useview_chw_activity", "reports_equal_form_metadata"),
         ("useview_population", "persons_equal_contactview"),
-        ("useview_pregnancy", "registrations_equal_formview"),
+        ("useview_pregnancy", "registrations_equal_input"),
     } <= names
 
 
@@ -197,9 +197,9 @@ VIEW_BREAKS = [
      "reports_equal_form_metadata"),
     ("useview_population", "WHERE person.date_of_death IS NULL",
      "WHERE person.date_of_death IS NULL AND person.sex IS DISTINCT FROM 'female'", "persons_equal_contactview"),
-    ("useview_pregnancy", "LEFT JOIN contactview_hierarchy AS h ON h.uuid = p.patient_uuid",
-     "LEFT JOIN contactview_hierarchy AS h ON h.uuid = p.patient_uuid\n"
-     "WHERE p.uuid <> (SELECT min(uuid) FROM formview_pregnancy)", "registrations_equal_formview"),
+    ("useview_pregnancy", "LEFT JOIN contactview_hierarchy AS h ON h.uuid = r.patient_uuid",
+     "LEFT JOIN contactview_hierarchy AS h ON h.uuid = r.patient_uuid\n"
+     "WHERE r.uuid <> (SELECT min(uuid) FROM useinput_pregnancy_registration)", "registrations_equal_input"),
 ]  # fmt: skip
 
 

@@ -6,13 +6,17 @@ import collections
 import re
 from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import apply_mutations, couch_clients, load_deployment
+from cht_assets.demo.xform import FORM_NAMES
 from tests.integration.pipeline import Deployment, materialize, metadata, new_deployment
+from tests.support.oracles_maternal import maternal_oracle
 
 SEED, HOUSEHOLDS = 7, 40
 CONTACT_TYPES = {"contact", "clinic", "district_hospital", "health_center", "person"}
@@ -91,38 +95,38 @@ def check_formviews(deployment: Deployment, docs: list[dict]) -> None:
     }
     rows = query(
         deployment.pg_url,
-        "SELECT uuid, lmp_lmp_date, lmp_edd, anc_anc_visits_count, history_gravida, history_conditions, lmp_weeks_since_lmp FROM formview_pregnancy",
+        "SELECT uuid, lmp_date_8601, edd_8601, gestational_age_register_method_lmp_method, "
+        "anc_visits_hf_anc_visits_hf_past_visited_hf_count, weeks_since_lmp FROM formview_pregnancy",
     )
     assert {row[0] for row in rows} == set(pregnancies)
-    for uuid, lmp, edd, anc, gravida, conditions, weeks in rows:
+    for uuid, lmp, edd, method, visited, weeks in rows:
         fields = pregnancies[uuid]
-        assert lmp == as_date(fields["lmp"]["lmp_date"]) and edd == as_date(fields["lmp"]["edd"])
-        assert anc == as_int(fields["anc"]["anc_visits_count"]) and gravida == as_int(
-            fields["history"]["gravida"]
-        )
-        assert conditions == (fields["history"]["conditions"].split() or None)
+        assert lmp == as_date(fields["lmp_date_8601"]) and edd == as_date(fields["edd_8601"])
+        assert method == fields["gestational_age"]["register_method"]["lmp_method"]
+        assert visited == as_int(fields["anc_visits_hf"]["anc_visits_hf_past"]["visited_hf_count"])
         assert (float(weeks) if weeks is not None else None) == (
-            float(fields["lmp"]["weeks_since_lmp"]) if fields["lmp"]["weeks_since_lmp"] else None
+            float(fields["weeks_since_lmp"]) if fields["weeks_since_lmp"] else None
         )
     babies = sum(
-        len(d["fields"].get("babies", {}).get("baby", []))
+        len(d["fields"].get("babys_condition", {}).get("baby_repeat", []))
         for d in docs
         if d.get("type") == "data_record"
         and d.get("form") == "delivery"
-        and isinstance(d["fields"].get("babies", {}).get("baby"), list)
+        and isinstance(d["fields"].get("babys_condition", {}).get("baby_repeat"), list)
     )
-    assert query(deployment.pg_url, "SELECT count(*) FROM formview_delivery__babies_baby") == [(babies,)]
-    pregnancy_view = query(deployment.pg_url, "SELECT uuid, lmp_date, anc_visits FROM useview_pregnancy")
-    expected = set()
-    for uuid, fields in pregnancies.items():
-        candidates = [
-            fields.get("data", {}).get("__lmp_date"),
-            fields["lmp"]["lmp_date"],
-            fields["lmp"]["u_lmp_date"],
-        ]
-        lmp = next((as_date(value) for value in candidates if value), None)
-        expected.add((uuid, lmp, as_int(fields["anc"]["anc_visits_count"]) or 0))
-    assert set(pregnancy_view) == expected
+    assert babies > 0
+    assert query(
+        deployment.pg_url, "SELECT count(*) FROM formview_delivery__babys_condition_baby_repeat"
+    ) == [(babies,)]
+    # The maternal use views over generated data, against the oracle the real samples use too.
+    with psycopg.connect(deployment.pg_url) as conn:
+        today, tz = conn.execute("SELECT current_date, current_setting('TimeZone')").fetchone()
+    expected = maternal_oracle(docs, today, ZoneInfo(tz))
+    assert all(expected.values()), {view: len(rows) for view, rows in expected.items()}
+    for view, by_uuid in expected.items():
+        with psycopg.connect(deployment.pg_url, row_factory=dict_row) as conn:
+            actual = {row["uuid"]: row for row in conn.execute(f"SELECT * FROM {view}")}
+        assert actual == by_uuid, view
 
 
 def check_population(deployment: Deployment, docs: list[dict]) -> None:
@@ -185,8 +189,9 @@ def test_column_schema_and_lineage_metadata(deployment: Deployment) -> None:
     result = materialize(deployment)
     schema = metadata(result, "formview_pregnancy")["dagster/column_schema"]
     types = {column.name: column.type for column in schema.columns}
-    assert types["reported"] == "timestamp with time zone" and types["lmp_lmp_date"] == "date"
-    assert types["anc_anc_visits_count"] == "integer" and types["history_conditions"] == "text[]"
+    assert types["reported"] == "timestamp with time zone" and types["lmp_date_8601"] == "date"
+    assert types["anc_visits_hf_anc_visits_hf_past_visited_hf_count"] == "integer"
+    assert types["risk_factors_risk_factors_present_primary_condition"] == "text[]"
     assert types["geolocation_latitude"] == "numeric"
     lineage = metadata(result, "contactview_hospital")["dagster/column_lineage"]
     assert lineage.deps_by_column["uuid"][0].asset_key.path == ["contactviews", "contactview_metadata"]
@@ -207,7 +212,7 @@ def test_every_demo_form_gets_formviews_typed_by_its_binds(deployment: Deploymen
     the typed columns of its formview and repeat views in the database."""
     materialize(deployment)
     forms = [d for d in deployment.docs() if d.get("type") == "form"]
-    assert len(forms) == 5
+    assert len(forms) == len(FORM_NAMES) == 10
     columns = query(
         deployment.pg_url,
         "SELECT table_name, column_name, format_type(a.atttypid, a.atttypmod) FROM information_schema.columns c "

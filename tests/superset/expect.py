@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import psycopg
@@ -16,6 +16,13 @@ from cht_assets.bi.dashboard_specs import ChartSpec
 from tests.superset import standin
 
 GRAINS = {"P1D": "day", "P1W": "week", "P1M": "month", "P3M": "quarter", "P1Y": "year"}
+
+
+def percent(part: int, whole: int) -> Decimal | None:
+    """ROUND(100.0 * part / NULLIF(whole, 0), 1) as PostgreSQL computes it (half away from zero)."""
+    if not whole:
+        return None
+    return (Decimal(100 * part) / Decimal(whole)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
 
 
 def normalize(value: Any) -> Any:

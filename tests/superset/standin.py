@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import psycopg
 from psycopg import sql
@@ -64,10 +65,109 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("reported", "timestamptz"),
         ("lmp_date", "date"),
         ("edd", "date"),
+        ("gestational_age_weeks", "integer"),
+        ("lmp_method", "text"),
         ("anc_visits", "integer"),
+        ("danger_signs", "integer"),
         ("delivered", "boolean"),
+        ("delivery_uuid", "text"),
         ("delivery_date", "date"),
-        ("outcome", "text"),
+        ("delivery_place", "text"),
+        ("babies_alive", "integer"),
+        ("babies_deceased", "integer"),
+        ("woman_outcome", "text"),
+        ("state", "text"),
+        *HIERARCHY_COLUMNS,
+    ],
+    "useview_task": [
+        ("uuid", "text"),
+        ("user_name", "text"),
+        ("chw_uuid", "text"),
+        ("chw_name", "text"),
+        ("owner_uuid", "text"),
+        ("requester_uuid", "text"),
+        ("emission_id", "text"),
+        ("title", "text"),
+        ("form", "text"),
+        ("source_id", "text"),
+        ("authored", "timestamptz"),
+        ("due_date", "date"),
+        ("start_date", "date"),
+        ("end_date", "date"),
+        ("ready_at", "timestamptz"),
+        ("state", "text"),
+        ("state_at", "timestamptz"),
+        ("completed_on_time", "boolean"),
+        ("month", "date"),
+        *HIERARCHY_COLUMNS,
+    ],
+    "useview_task_monthly": [
+        ("user_name", "text"),
+        ("chw_uuid", "text"),
+        ("chw_name", "text"),
+        ("month", "date"),
+        ("tasks_due", "integer"),
+        ("completed", "integer"),
+        ("completed_on_time", "integer"),
+        ("failed", "integer"),
+        ("cancelled", "integer"),
+        ("completion_rate", "numeric"),
+        *HIERARCHY_COLUMNS,
+    ],
+    "useview_target": [
+        ("uuid", "text"),
+        ("user_name", "text"),
+        ("chw_uuid", "text"),
+        ("chw_name", "text"),
+        ("reporting_period", "text"),
+        ("month", "date"),
+        ("target_id", "text"),
+        ("pass", "integer"),
+        ("total", "integer"),
+        ("percent", "numeric"),
+        ("goal", "numeric"),
+        ("target_type", "text"),
+        ("label", "text"),
+        ("met_goal", "boolean"),
+        *HIERARCHY_COLUMNS,
+    ],
+    "useview_target_area": [
+        ("health_center_uuid", "text"),
+        ("health_center_name", "text"),
+        ("district_hospital_uuid", "text"),
+        ("district_hospital_name", "text"),
+        ("area_uuids", "text[]"),
+        ("month", "date"),
+        ("reporting_period", "text"),
+        ("target_id", "text"),
+        ("label", "text"),
+        ("target_type", "text"),
+        ("goal", "numeric"),
+        ("chws", "integer"),
+        ("pass", "integer"),
+        ("total", "integer"),
+        ("percent", "numeric"),
+        ("chws_meeting_goal", "integer"),
+    ],
+    "useview_user": [
+        ("user_name", "text"),
+        ("user_id", "text"),
+        ("fullname", "text"),
+        ("email", "text"),
+        ("phone", "text"),
+        ("roles", "text[]"),
+        ("facility_uuid", "text"),
+        ("facility_uuids", "text[]"),
+        ("contact_uuid", "text"),
+        ("language", "text"),
+        ("known", "boolean"),
+        ("first_report", "timestamptz"),
+        ("last_report", "timestamptz"),
+        ("last_telemetry_date", "date"),
+        ("app_version", "text"),
+        ("last_activity", "timestamptz"),
+        ("days_since_last_activity", "integer"),
+        ("active_7d", "boolean"),
         *HIERARCHY_COLUMNS,
     ],
     "useview_population": [
@@ -87,7 +187,17 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     ],
     "useview_refresh_status": [("object", "text"), ("layer", "text"), ("refreshed_at", "timestamptz")],
 }
-HIERARCHY_VIEWS = ("useview_chw_activity", "useview_pregnancy", "useview_population")
+DAYS_INACTIVE = {"cl-n1a": 0, "cl-n1b": 9, "cl-n2a": 30, "cl-s1'a": 2}  # 30: never synced
+HIERARCHY_VIEWS = tuple(view for view, columns in COLUMNS.items() if ("area_uuids", "text[]") in columns)
+MONTHS = [date(2026, m, 1) for m in (8, 9, 10, 11)]
+TARGETS = [  # (id, type, goal): one without a goal
+    ("pregnancy-registrations-this-month", "count", 2),
+    ("active-pregnancies-1+-visits", "percent", 80),
+    ("births-this-month", "count", None),
+]
+TASK_STATES = ("Completed", "Completed", "Completed", "Ready", "Failed", "Cancelled")
+# A CHW name that reaches filters, tables and labels: quotes, markup and a SQL comment.
+HOSTILE_NAME = 'O\'Brien "Bobby" <b>x</b> --'
 
 
 def lineage(place: str) -> list[str]:
@@ -135,12 +245,246 @@ def under(place: str | None) -> Callable[[dict[str, object]], bool]:
     return lambda row: place in (row.get("area_uuids") or [])
 
 
+def pregnancies(rng: random.Random, clinic: str, clinic_name: str, today: date) -> list[dict[str, object]]:
+    rows = []
+    for n in range(rng.randint(4, 7)):
+        reported = datetime(2026, 6, 1, 9, tzinfo=UTC) + timedelta(days=rng.randint(0, 140), hours=n)
+        weeks = rng.randint(6, 20)
+        lmp = reported.date() - timedelta(weeks=weeks)
+        edd = lmp + timedelta(days=280)
+        delivered = n % 2 == 0
+        lost = not delivered and n == 3
+        rows.append(
+            {
+                "uuid": f"preg-{clinic}-{n}",
+                "patient_uuid": f"pat-{clinic}-{n}",
+                "patient_name": f"Patient {n} of {clinic_name}",
+                "reported": reported,
+                "lmp_date": lmp,
+                "edd": edd,
+                "gestational_age_weeks": weeks,
+                "lmp_method": rng.choice(["method_lmp", "method_approx"]),
+                "anc_visits": rng.randint(0, 6),
+                "danger_signs": rng.randint(0, 2),
+                "delivered": delivered,
+                "delivery_uuid": f"del-{clinic}-{n}" if delivered else None,
+                "delivery_date": lmp + timedelta(days=rng.randint(250, 290)) if delivered else None,
+                "delivery_place": rng.choice(["health_facility", "health_facility", "home", "other"])
+                if delivered
+                else None,
+                "babies_alive": rng.choice([1, 1, 1, 2, 0]) if delivered else None,
+                "babies_deceased": rng.choice([0, 0, 0, 1]) if delivered else None,
+                "woman_outcome": rng.choice(["alive_well", "alive_well", "alive_unwell", "deceased"])
+                if delivered
+                else None,
+                "state": "delivered"
+                if delivered
+                else "lost_to_follow_up"
+                if lost
+                else "overdue"
+                if edd < today
+                else "active",
+                **hierarchy(clinic),
+            }
+        )
+    # One pregnancy past its EDD, not delivered, in every clinic (whatever the random draws).
+    rows[-1].update(delivered=False, delivery_uuid=None, delivery_date=None, delivery_place=None)
+    rows[-1].update(babies_alive=None, babies_deceased=None, woman_outcome=None, state="overdue")
+    rows[-1].update(lmp_date=today - timedelta(days=300), edd=today - timedelta(days=20))
+    return rows
+
+
+def tasks(
+    rng: random.Random, user: str, chw: str, name: str, clinic: str, now: datetime
+) -> list[dict[str, object]]:
+    rows = []
+    for month in MONTHS:
+        for n in range(rng.randint(3, 6)):
+            due = month + timedelta(days=rng.randint(0, 27))
+            end = due + timedelta(days=7)
+            state = TASK_STATES[(n + month.month) % len(TASK_STATES)]
+            done_at = datetime(end.year, end.month, end.day, 15, tzinfo=UTC) + timedelta(
+                days=rng.choice([-3, 2])
+            )
+            state_at = (
+                min(done_at, now) if state != "Ready" else datetime(due.year, due.month, due.day, tzinfo=UTC)
+            )
+            rows.append(
+                {
+                    "uuid": f"task~{user}~{month:%Y%m}~{n}",
+                    "user_name": user,
+                    "chw_uuid": chw,
+                    "chw_name": name,
+                    "owner_uuid": f"pat-{clinic}-{n}",
+                    "requester_uuid": f"pat-{clinic}-{n}",
+                    "emission_id": f"emission-{clinic}-{month:%Y%m}-{n}",
+                    "title": "task.anc.pregnancy_home_visit.title",
+                    "form": "pregnancy_home_visit",
+                    "source_id": f"preg-{clinic}-{n}",
+                    "authored": datetime(due.year, due.month, due.day, tzinfo=UTC) - timedelta(days=7),
+                    "due_date": due,
+                    "start_date": due - timedelta(days=7),
+                    "end_date": end,
+                    "ready_at": datetime(due.year, due.month, due.day, tzinfo=UTC) - timedelta(days=7),
+                    "state": state,
+                    "state_at": state_at,
+                    "completed_on_time": state == "Completed" and state_at.date() <= end,
+                    "month": month,
+                    **hierarchy(clinic),
+                }
+            )
+    return rows
+
+
+def task_monthly(task: Sequence[dict[str, object]]) -> list[dict[str, object]]:
+    groups: dict[tuple[object, object], list[dict[str, object]]] = {}
+    for row in task:
+        groups.setdefault((row["user_name"], row["month"]), []).append(row)
+    rows = []
+    for (user, month), items in groups.items():
+        completed = sum(1 for r in items if r["state"] == "Completed")
+        first = items[0]
+        rows.append(
+            {
+                "user_name": user,
+                "chw_uuid": first["chw_uuid"],
+                "chw_name": first["chw_name"],
+                "month": month,
+                "tasks_due": len(items),
+                "completed": completed,
+                "completed_on_time": sum(1 for r in items if r["completed_on_time"]),
+                "failed": sum(1 for r in items if r["state"] == "Failed"),
+                "cancelled": sum(1 for r in items if r["state"] == "Cancelled"),
+                "completion_rate": Decimal(completed) / len(items),
+                **{name: first[name] for name, _ in HIERARCHY_COLUMNS},
+            }
+        )
+    return rows
+
+
+def targets(rng: random.Random, user: str, chw: str, name: str, clinic: str) -> list[dict[str, object]]:
+    rows = []
+    for month in MONTHS:
+        for target_id, target_type, goal in TARGETS:
+            total = rng.randint(0, 6) if target_type == "percent" else 0
+            passed = rng.randint(0, total) if target_type == "percent" else rng.randint(0, 4)
+            percent = Decimal(passed * 100) / total if total else None
+            value = percent if target_type == "percent" else passed
+            rows.append(
+                {
+                    "uuid": f"target~{month:%Y-%m}~{chw}~org.couchdb.user:{user}/{target_id}",
+                    "user_name": user,
+                    "chw_uuid": chw,
+                    "chw_name": name,
+                    "reporting_period": f"{month:%Y-%m}",
+                    "month": month,
+                    "target_id": target_id,
+                    "pass": passed,
+                    "total": total,
+                    "percent": percent,
+                    "goal": goal,
+                    "target_type": target_type,
+                    "label": f"targets.{target_id}.title",
+                    "met_goal": None if goal is None or value is None else value >= goal,
+                    **hierarchy(clinic),
+                }
+            )
+    return rows
+
+
+def target_area(target: Sequence[dict[str, object]]) -> list[dict[str, object]]:
+    groups: dict[tuple[object, object, object], list[dict[str, object]]] = {}
+    for row in target:
+        groups.setdefault((row["health_center_uuid"], row["month"], row["target_id"]), []).append(row)
+    rows = []
+    for (center, month, target_id), items in groups.items():
+        first = items[0]
+        passed = sum(int(r["pass"]) for r in items)  # type: ignore[call-overload]
+        total = sum(int(r["total"]) for r in items)  # type: ignore[call-overload]
+        rows.append(
+            {
+                "health_center_uuid": center,
+                "health_center_name": first["health_center_name"],
+                "district_hospital_uuid": first["district_hospital_uuid"],
+                "district_hospital_name": first["district_hospital_name"],
+                "area_uuids": lineage(str(center)),
+                "month": month,
+                "reporting_period": first["reporting_period"],
+                "target_id": target_id,
+                "label": first["label"],
+                "target_type": first["target_type"],
+                "goal": first["goal"],
+                "chws": len(items),
+                "pass": passed,
+                "total": total,
+                "percent": Decimal(passed * 100) / total if total else None,
+                "chws_meeting_goal": sum(1 for r in items if r["met_goal"]),
+            }
+        )
+    return rows
+
+
+def user_row(
+    rng: random.Random, user: str, chw: str, name: str, clinic: str, now: datetime
+) -> dict[str, object]:
+    """Dated relative to `now` (the real time: the sync charts compare with CURRENT_DATE)."""
+    days = DAYS_INACTIVE[clinic]
+    activity = now - timedelta(days=days, hours=1)
+    return {
+        "user_name": user,
+        "user_id": f"org.couchdb.user:{user}",
+        "fullname": name,
+        "email": f"{user}@example.org",
+        "phone": "+254700000000",
+        "roles": ["chw"],
+        "facility_uuid": clinic,
+        "facility_uuids": [clinic],
+        "contact_uuid": chw,
+        "language": "en",
+        "known": days < 30,
+        "first_report": datetime(2026, 6, 1, 8, tzinfo=UTC),
+        "last_report": activity,
+        "last_telemetry_date": None if days == 30 else activity.date(),
+        "app_version": rng.choice(["4.21.0", "4.21.0", "4.20.1"]) if days < 30 else None,
+        "last_activity": activity,
+        "days_since_last_activity": days,
+        "active_7d": days < 7,
+        **hierarchy(clinic),
+    }
+
+
+def supervisor_row(now: datetime) -> dict[str, object]:
+    """A supervisor at a district hospital who has never reported."""
+    return {
+        "user_name": "supervisor-south",
+        "user_id": "org.couchdb.user:supervisor-south",
+        "fullname": "South Supervisor",
+        "email": None,
+        "phone": None,
+        "roles": ["chw_supervisor"],
+        "facility_uuid": "dh-south",
+        "facility_uuids": ["dh-south"],
+        "contact_uuid": None,
+        "language": None,
+        "known": False,
+        "first_report": None,
+        "last_report": None,
+        "last_telemetry_date": (now - timedelta(days=12)).date(),
+        "app_version": "4.20.1",
+        "last_activity": now - timedelta(days=12),
+        "days_since_last_activity": 12,
+        "active_7d": False,
+        **hierarchy("dh-south"),
+    }
+
+
 def generate(seed: int = 7) -> StandIn:
     rng = random.Random(seed)
     now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-    activity, pregnancy, population = [], [], []
+    activity, pregnancy, population, task, target, users = [], [], [], [], [], []
     for clinic, clinic_name, _ in CLINICS:
         chw = f"chw-{clinic}"
+        name = HOSTILE_NAME if clinic == "cl-n1b" else f"CHW of {clinic_name}"
         for week in WEEKS:
             for form in FORMS:
                 reports = rng.randint(0, 5)
@@ -148,34 +492,18 @@ def generate(seed: int = 7) -> StandIn:
                     activity.append(
                         {
                             "chw_uuid": chw,
-                            "chw_name": f"CHW of {clinic_name}",
+                            "chw_name": name,
                             "week": week,
                             "form": form,
                             "reports": reports,
                             **hierarchy(clinic),
                         }
                     )
-        for n in range(rng.randint(4, 7)):
-            reported = datetime(2026, 6, 1, 9, tzinfo=UTC) + timedelta(days=rng.randint(0, 140), hours=n)
-            lmp = reported.date() - timedelta(weeks=rng.randint(6, 20))
-            delivered = rng.random() < 0.5
-            pregnancy.append(
-                {
-                    "uuid": f"preg-{clinic}-{n}",
-                    "patient_uuid": f"pat-{clinic}-{n}",
-                    "patient_name": f"Patient {n} of {clinic_name}",
-                    "reported": reported,
-                    "lmp_date": lmp,
-                    "edd": lmp + timedelta(days=280),
-                    "anc_visits": rng.randint(0, 6),
-                    "delivered": delivered,
-                    "delivery_date": lmp + timedelta(days=rng.randint(250, 290)) if delivered else None,
-                    "outcome": rng.choice(["healthy", "healthy", "healthy", "stillbirth"])
-                    if delivered
-                    else None,
-                    **hierarchy(clinic),
-                }
-            )
+        pregnancy += pregnancies(rng, clinic, clinic_name, date.today())
+        user = f"user-{clinic}"
+        task += tasks(rng, user, chw, name, clinic, now)
+        target += targets(rng, user, chw, name, clinic)
+        users.append(user_row(rng, user, chw, name, clinic, datetime.now(UTC)))
         for sex in SEXES:
             for band in AGE_BANDS:
                 population.append(
@@ -228,6 +556,11 @@ def generate(seed: int = 7) -> StandIn:
             "useview_population": population,
             "useview_data_freshness": freshness,
             "useview_refresh_status": refresh,
+            "useview_task": task,
+            "useview_task_monthly": task_monthly(task),
+            "useview_target": target,
+            "useview_target_area": target_area(target),
+            "useview_user": [*users, supervisor_row(datetime.now(UTC))],
         }
     )
 

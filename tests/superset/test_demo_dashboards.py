@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -69,7 +70,7 @@ BUILTIN_TYPES = [
     {"id": "clinic", "parents": ["health_center"]},
     {"id": "person", "parents": ["district_hospital", "health_center", "clinic"], "person": True},
 ]
-AREA_DATASETS = ("useview_chw_activity", "useview_pregnancy", "useview_population")
+MOTHER = (("alive_well", "alive and well"), ("alive_unwell", "alive and unwell"), ("deceased", "deceased"))
 
 
 # --- the independent side: the docs in CouchDB ----------------------------------------------------
@@ -89,8 +90,15 @@ def dig(doc: dict[str, Any], *path: str) -> Any:
 class Couch:
     """The medic database's docs, and what the dashboards mean in terms of them."""
 
-    def __init__(self, docs: list[dict[str, Any]], today: date, tz: ZoneInfo) -> None:
+    def __init__(
+        self, docs: list[dict[str, Any]], meta: list[dict[str, Any]], today: date, tz: ZoneInfo
+    ) -> None:
+        """`docs`: the medic database; `meta`: medic-users-meta (telemetry)."""
         self.today, self.tz = today, tz
+        self.records = [d for d in docs if d.get("type") == "data_record"]
+        self.settings = sorted((d for d in docs if d.get("type") == "user-settings"), key=lambda d: d["_id"])
+        self.tasks = [d for d in docs if d.get("type") == "task"]
+        self.telemetry = [d for d in meta if d.get("type") == "telemetry"]
         self.contacts = {d["_id"]: d for d in docs if d.get("type") in CONTACT_TYPES}
         settings = next((d for d in docs if d["_id"] == "settings"), {})
         types = dig(settings, "settings", "contact_types") or BUILTIN_TYPES
@@ -157,56 +165,133 @@ class Couch:
         return rows
 
     def pregnancies(self) -> list[dict[str, Any]]:
+        """One row per registration. A pregnancy spans from its registration to the patient's next
+        one; its delivery is the first delivery report in the span, its home visits and danger-sign
+        reports those in the span up to that delivery (default config's field paths and codes)."""
+
         def patient(report: dict[str, Any]) -> str | None:
             return text(dig(report, "fields", "patient_uuid")) or text(
                 dig(report, "fields", "inputs", "contact", "_id")
             )
 
-        deliveries = sorted(
-            (r for r in self.reports if r["form"] == "delivery"), key=lambda r: r["reported_date"]
-        )
-        registrations = [r for r in self.reports if r["form"] == "pregnancy"]
+        def by_patient(form: str) -> dict[str | None, list[dict[str, Any]]]:
+            found: dict[str | None, list[dict[str, Any]]] = collections.defaultdict(list)
+            for r in sorted(self.reports, key=lambda r: (r["reported_date"], r["_id"])):
+                if r["form"] == form:
+                    found[patient(r)].append(r)
+            return found
+
+        def danger(report: dict[str, Any]) -> bool:
+            return text(dig(report, "fields", "danger_signs", "r_danger_sign_present")) == "yes"
+
+        def number(value: Any) -> int | None:
+            return int(value) if text(value) is not None else None
+
+        registrations, deliveries = by_patient("pregnancy"), by_patient("delivery")
+        visits, dangers = by_patient("pregnancy_home_visit"), by_patient("pregnancy_danger_sign")
         rows = []
-        for report in registrations:
-            fields, who = report["fields"], patient(report)
-            # A delivery belongs to the patient's latest registration before it.
-            next_registration = min(
-                (
-                    r["reported_date"]
-                    for r in registrations
-                    if patient(r) == who and r["reported_date"] > report["reported_date"]
-                ),
-                default=float("inf"),
-            )
-            delivery = next(
-                (
-                    d
-                    for d in deliveries
-                    if who
-                    and patient(d) == who
-                    and report["reported_date"] <= d["reported_date"] < next_registration
-                ),
-                None,
-            )
-            delivered_on = delivery and (
-                text(dig(delivery, "fields", "data", "__delivery_date"))
-                or text(dig(delivery, "fields", "delivery_outcome", "delivery_date"))
-            )
-            edd = text(dig(fields, "data", "__edd")) or text(dig(fields, "lmp", "edd"))
-            area = self.area(who)
+        for who, own in registrations.items():
+            for i, report in enumerate(own):
+                start = report["reported_date"]
+                end = own[i + 1]["reported_date"] if i + 1 < len(own) else float("inf")
+                delivery = next(
+                    (d for d in deliveries.get(who, []) if start <= d["reported_date"] < end), None
+                )
+                until = min(end, delivery["reported_date"] + 1 if delivery else end)
+                in_span = [
+                    (r, form) for form, found in (("visit", visits), ("danger", dangers))
+                    for r in found.get(who, []) if start <= r["reported_date"] < until
+                ]  # fmt: skip
+                fields, outcome = report["fields"], (delivery or {}).get("fields", {})
+                edd, on = (
+                    text(fields.get("edd_8601")),
+                    text(dig(outcome, "delivery_outcome", "delivery_date")),
+                )
+                area = self.area(who)
+                rows.append(
+                    {
+                        "uuid": report["_id"],
+                        "patient_name": (self.contacts.get(who or "") or {}).get("name")
+                        or text(fields.get("patient_name")),
+                        "reported": datetime.fromtimestamp(start / 1000, UTC),
+                        "edd": date.fromisoformat(edd) if edd else None,
+                        "anc_visits": sum(1 for _, form in in_span if form == "visit"),
+                        "danger_signs": sum(1 for r, _ in in_span if danger(r)) + danger(report),
+                        "delivered": delivery is not None,
+                        "delivery_date": date.fromisoformat(on) if on else None,
+                        "delivery_place": text(dig(outcome, "delivery_outcome", "delivery_place")),
+                        "woman_outcome": text(dig(outcome, "condition", "woman_outcome")),
+                        "babies_alive": number(dig(outcome, "delivery_outcome", "babies_alive_num")),
+                        "babies_deceased": number(dig(outcome, "delivery_outcome", "babies_deceased_num")),
+                        "district_hospital_name": self.name_at(area, "district_hospital"),
+                        "health_center_name": self.name_at(area, "health_center"),
+                        "clinic_name": self.name_at(area, "clinic"),
+                        "area": area,
+                    }
+                )
+        return rows
+
+    def users(self) -> list[dict[str, Any]]:
+        """One row per user-settings name: last activity is the latest of the contact's last
+        report, the newest telemetry day (UTC midnight) and the user's last task state change."""
+
+        def ms(value: Any) -> datetime:
+            return datetime.fromtimestamp(int(value) / 1000, UTC)
+
+        last_report: dict[str, datetime] = {}
+        for record in self.records:
+            contact = text(dig(record, "contact", "_id"))
+            if contact and record.get("reported_date") is not None:
+                when = ms(record["reported_date"])
+                last_report[contact] = max(when, last_report.get(contact, when))
+        telemetry: dict[str, tuple[date, str, str | None]] = {}
+        for doc in self.telemetry:
+            meta = doc.get("metadata") or {}
+            day = telemetry_day(meta)
+            user = text(meta.get("user"))
+            if day is None or user is None:
+                continue
+            entry = (day, doc["_id"], text(dig(meta, "versions", "app")))
+            telemetry[user] = max(entry, telemetry.get(user, entry), key=lambda e: (e[0], e[1]))
+        task_change: dict[str, datetime] = {}
+        for task in self.tasks:
+            user = (text(task.get("user")) or "").removeprefix("org.couchdb.user:")
+            changes = [
+                ms(h["timestamp"])
+                for h in task.get("stateHistory") or []
+                if h.get("state") == task.get("state")
+            ]
+            if changes:
+                task_change[user] = max(changes[-1], task_change.get(user, changes[-1]))
+        rows, seen, now = [], set(), datetime.now(UTC).date()
+        for doc in self.settings:
+            name = text(doc.get("name"))
+            if name is None or name in seen:
+                continue
+            seen.add(name)
+            facility = doc.get("facility_id")
+            facility = facility[0] if isinstance(facility, list) and facility else facility
+            area = self.area(text(facility))
+            day, _, version = telemetry.get(name, (None, "", None))
+            times = [
+                last_report.get(text(doc.get("contact_id")) or ""),
+                datetime(day.year, day.month, day.day, tzinfo=UTC) if day else None,
+                task_change.get(name),
+            ]
+            last = max((t for t in times if t is not None), default=None)
+            days = (now - last.date()) if last else None
             rows.append(
                 {
-                    "uuid": report["_id"],
-                    "patient_name": (self.contacts.get(who or "") or {}).get("name")
-                    or text(fields.get("patient_name")),
-                    "reported": datetime.fromtimestamp(report["reported_date"] / 1000, UTC),
-                    "edd": date.fromisoformat(edd) if edd else None,
-                    "anc_visits": int(text(dig(fields, "anc", "anc_visits_count")) or 0),
-                    "delivered": delivery is not None,
-                    "delivery_date": date.fromisoformat(delivered_on) if delivered_on else None,
-                    "outcome": delivery and text(dig(delivery, "fields", "condition", "woman_outcome")),
+                    "user_name": name,
+                    "fullname": text(doc.get("fullname")),
                     "health_center_name": self.name_at(area, "health_center"),
                     "clinic_name": self.name_at(area, "clinic"),
+                    "app_version": version,
+                    "active": days is not None and days.days < 7,
+                    "synced": day is not None and day >= self.today - timedelta(days=7),
+                    "Days since last activity": days.days if days else None,
+                    "Last activity (UTC)": last.strftime("%Y-%m-%d %H:%M") if last else None,
+                    "Last sync": day.isoformat() if day else None,
                     "area": area,
                 }
             )
@@ -239,6 +324,19 @@ class Couch:
         return rows
 
 
+def telemetry_day(meta: dict[str, Any]) -> date | None:
+    """A telemetry doc's day; before CHT 3.8 a monthly doc (no day) counted months from 0."""
+    year, month, day = (text(meta.get(k)) for k in ("year", "month", "day"))
+    if not (year and month and year.isdigit() and month.isdigit()) or (day and not day.isdigit()):
+        return None
+    found = re.search(r"(\d+)\.(\d+)\.(\d+)", text(dig(meta, "versions", "app")) or "")
+    old = found is None or tuple(int(n) for n in found.groups()) < (3, 8, 0)
+    try:
+        return date(int(year), int(month) + (1 if not day and old else 0), int(day or 1))
+    except ValueError:
+        return None
+
+
 def total(rows: list, count: Callable[[Any], int] = lambda _: 1) -> int | None:
     """SUM over rows: NULL when there are none."""
     return sum(count(row) for row in rows) if rows else None
@@ -261,7 +359,22 @@ def per_month(day: date) -> date:
 def chart_rows(couch: Couch, facts: dict[str, list[dict]], slug: str, key: str) -> list[dict[str, Any]]:
     """What each chart must return, keyed by the labels of its columns and metrics."""
     activity, pregnancy, population = facts["activity"], facts["pregnancy"], facts["population"]
+    users = facts["user"]
     delivered = [r for r in pregnancy if r["delivered"]]
+
+    def past_edd(row: dict[str, Any]) -> bool:
+        return not row["delivered"] and row["edd"] is not None and row["edd"] < couch.today
+
+    def counted(test: Callable[[dict], bool]) -> Callable[[list[dict]], int]:
+        return lambda rows: sum(1 for r in rows if test(r))
+
+    counts = {  # metric label -> is a pregnancy row counted under it
+        "Deliveries": lambda r: r["delivered"],
+        "4+ ANC visits": lambda r: r["anc_visits"] >= 4,
+        "Health facility": lambda r: r["delivered"] and r["delivery_place"] == "health_facility",
+        "Home": lambda r: r["delivery_place"] == "home",
+        "Other or not recorded": lambda r: r["delivery_place"] not in ("health_facility", "home"),
+    }
     label = {  # metric label -> its value over a group of rows
         "Reports": len,
         "Active weeks": lambda rows: len({r["week"] for r in rows}),
@@ -287,25 +400,61 @@ def chart_rows(couch: Couch, facts: dict[str, list[dict]], slug: str, key: str) 
             {"Pregnancies": len({r["uuid"] for r in pregnancy})}
         ],
         ("pregnancy-and-births", "deliveries"): lambda: [
-            {"Deliveries": total(pregnancy, lambda r: r["delivered"])}
+            {"Deliveries": total(pregnancy, counts["Deliveries"])}
         ],
         ("pregnancy-and-births", "anc4"): lambda: [
-            {"4+ ANC visits": total(pregnancy, lambda r: r["anc_visits"] >= 4)}
+            {"4+ ANC visits": total(pregnancy, counts["4+ ANC visits"])}
         ],
+        ("pregnancy-and-births", "facility_deliveries"): lambda: [
+            {"Facility deliveries": total(pregnancy, counts["Health facility"])}
+        ],
+        ("pregnancy-and-births", "past_edd"): lambda: [{"Past EDD": total(pregnancy, past_edd)}],
         ("pregnancy-and-births", "registered_per_month"): lambda: [
-            {"reported": couch.bucket(month), "Pregnancies": n}
-            for month, n in collections.Counter(
-                per_month(r["reported"].astimezone(couch.tz).date()) for r in pregnancy
-            ).items()
+            {**row, "reported": couch.bucket(row["reported"])}
+            for row in grouped(
+                [{**r, "reported": per_month(r["reported"].astimezone(couch.tz).date())} for r in pregnancy],
+                ["reported"],
+                Pregnancies=len,
+                **{"4+ ANC visits": counted(counts["4+ ANC visits"])},
+            )
         ],
         ("pregnancy-and-births", "deliveries_per_month"): lambda: [
-            {"delivery_date": couch.bucket(month), "Deliveries": n}
-            for month, n in collections.Counter(
-                per_month(r["delivery_date"]) for r in delivered if r["delivery_date"]
-            ).items()
+            {**row, "delivery_date": couch.bucket(row["delivery_date"])}
+            for row in grouped(
+                [
+                    {**r, "delivery_date": per_month(r["delivery_date"])}
+                    for r in delivered
+                    if r["delivery_date"]
+                ],
+                ["delivery_date"],
+                **{
+                    name: counted(counts[name])
+                    for name in ("Health facility", "Home", "Other or not recorded")
+                },
+            )
         ],
-        ("pregnancy-and-births", "outcomes"): lambda: grouped(delivered, ["outcome"], Deliveries=len),
-        ("pregnancy-and-births", "due"): lambda: [r for r in pregnancy if not r["delivered"]],
+        ("pregnancy-and-births", "outcomes"): lambda: grouped(
+            delivered,
+            ["district_hospital_name", "health_center_name"],
+            Deliveries=len,
+            **{"In a health facility": counted(counts["Health facility"])},
+            **{
+                f"Mother {words}": counted(lambda r, c=code: r["woman_outcome"] == c)
+                for code, words in MOTHER
+            },
+            **{"Babies alive": lambda rows: sum(r["babies_alive"] or 0 for r in rows)},
+            **{"Babies deceased": lambda rows: sum(r["babies_deceased"] or 0 for r in rows)},
+        ),
+        ("pregnancy-and-births", "overdue"): lambda: [r for r in pregnancy if past_edd(r)],
+        ("chw-activity", "users_active"): lambda: [{"Active users": total(users, lambda r: r["active"])}],
+        ("chw-activity", "users_inactive"): lambda: [
+            {"Inactive users": total(users, lambda r: not r["active"])}
+        ],
+        ("chw-activity", "not_synced"): lambda: [{"Not synced": total(users, lambda r: not r["synced"])}],
+        ("chw-activity", "app_versions"): lambda: grouped(users, ["app_version"], Users=len),
+        ("chw-activity", "users"): lambda: [
+            {**r, "Synced in 7 days": "Yes" if r["synced"] else "No"} for r in users
+        ],
         ("population", "persons"): lambda: [{"Persons": total(population)}],
         ("population", "under_five"): lambda: [
             {"Under 5": total(population, lambda r: r["age_band"] == "00-04")}
@@ -440,7 +589,7 @@ def demo(
 
             with psycopg.connect(pg_url) as conn:
                 today, zone = conn.execute("SELECT current_date, current_setting('TimeZone')").fetchone()
-            couch = Couch(deployment.docs(), today, ZoneInfo(zone))
+            couch = Couch(deployment.docs(), deployment.docs("-users-meta"), today, ZoneInfo(zone))
             managers = pick_managers(couch)
             for m in managers.values():
                 patch.setenv(m.password_env, m.password)
@@ -463,6 +612,7 @@ def demo(
                     "activity": couch.activity(),
                     "pregnancy": couch.pregnancies(),
                     "population": couch.population(),
+                    "user": couch.users(),
                 },
                 runs=runs,
                 specs=[spec for spec in load_dashboards() if spec.slug in SLUGS],
@@ -613,6 +763,7 @@ ROW_KEYS = {  # per hierarchy dataset: the column naming a doc, and the doc whos
     "useview_chw_activity": "chw_uuid",
     "useview_pregnancy": "uuid",
     "useview_population": "area_uuid",
+    "useview_user": "user_name",
 }
 
 
@@ -624,6 +775,9 @@ def owner(demo: Demo, relation: str, value: str) -> tuple[str, ...]:
         value = text(dig(report, "fields", "patient_uuid")) or text(
             dig(report, "fields", "inputs", "contact", "_id")
         )
+    if relation == "useview_user":
+        facility = next(d for d in couch.settings if d.get("name") == value).get("facility_id")
+        value = facility[0] if isinstance(facility, list) else facility
     return couch.area(value)
 
 

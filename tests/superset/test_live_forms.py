@@ -3,9 +3,10 @@ the real Superset, at the default polling intervals, with no click and no reload
 
 The deployment is the demo's minus its pregnancy and delivery form docs (their reports stay):
 the warehouse starts empty, `dagster dev` builds everything by itself and `useview_pregnancy`
-waits. Then CHT's default-config death report form and its sample reports are uploaded with the
-two missing forms: within 3 minutes each has its formview, asset, checks and Superset dataset.
-Then a new death report version adds a field, and its column appears.
+waits. Then a default-config form the demo lacks (the mother's PNC danger-sign follow-up) and its
+sample reports are uploaded with the two missing forms: within 3 minutes each has its formview,
+asset, checks and Superset dataset. Then a new version of that form adds a field, and its column
+appears.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ pytestmark = [pytest.mark.superset, pytest.mark.timeout(1500)]
 
 SEED, HOUSEHOLDS = 3, 30
 ABSENT = ("form:pregnancy", "form:delivery")
+NEW_FORM = "pnc_danger_sign_follow_up_mother"  # a default-config form the demo lacks
 WITHIN = 180  # seconds: the promise, at default settings
 MANAGER, MANAGER_PW_ENV = f"live_mgr_{SESSION}", "CHT_TEST_PW_LIVE"
 MANAGER_PW = f"live-{SESSION}"
@@ -88,9 +90,9 @@ def shared_doc(shared_dir: Path, name: str) -> dict[str, Any]:
     return doc
 
 
-def death_reports(shared_dir: Path) -> list[dict[str, Any]]:
+def new_form_reports(shared_dir: Path) -> list[dict[str, Any]]:
     reports = json.loads((shared_dir / "cht-sample-docs" / "medic" / "reports.json").read_text())
-    return [{k: v for k, v in r.items() if k != "_rev"} for r in reports if r.get("form") == "death_report"]
+    return [{k: v for k, v in r.items() if k != "_rev"} for r in reports if r.get("form") == NEW_FORM]
 
 
 def xform_of(doc: dict[str, Any]) -> str:
@@ -236,8 +238,8 @@ def test_a_fresh_warehouse_builds_itself_and_absent_forms_wait(live: Live, admin
 def test_forms_that_arrive_are_built_within_three_minutes(
     live: Live, admin: SupersetClient, shared_dir: Path
 ) -> None:
-    form = shared_doc(shared_dir, "form~death_report.json")
-    reports = death_reports(shared_dir)
+    form = shared_doc(shared_dir, "form~pnc_danger_sign_follow_up_mother.json")
+    reports = new_form_reports(shared_dir)
     pregnancy_reports = sum(1 for d in live.medic.all_docs() if d.get("form") == "pregnancy")
     assert len(reports) == 6 and pregnancy_reports > 0
     results = live.medic.bulk_docs([form, *reports, *live.absent_forms])
@@ -246,17 +248,17 @@ def test_forms_that_arrive_are_built_within_three_minutes(
     def arrived() -> bool:
         nodes = live.nodes()
         return bool(
-            live.count("formview_death_report") == len(reports)
+            live.count("formview_pnc_danger_sign_follow_up_mother") == len(reports)
             and live.count("formview_pregnancy") == pregnancy_reports
             and live.materialized("useviews/useview_pregnancy")
             and {"unique_key", "parity"}
             <= {
                 c["name"]
-                for c in nodes.get("formviews/formview_death_report", {})
+                for c in nodes.get("formviews/formview_pnc_danger_sign_follow_up_mother", {})
                 .get("assetChecksOrError", {})
                 .get("checks", [])
             }
-            and superset_dataset(admin, live, "formview_death_report")
+            and superset_dataset(admin, live, "formview_pnc_danger_sign_follow_up_mother")
         )
 
     seconds = poll(arrived, live, WITHIN, "new forms built, checked and published")
@@ -267,7 +269,7 @@ def test_forms_that_arrive_are_built_within_three_minutes(
 
 
 def test_a_new_form_version_adds_its_column(live: Live, admin: SupersetClient, shared_dir: Path) -> None:
-    form = live.medic.get_doc("form:death_report", attachments="true")
+    form = live.medic.get_doc("form:pnc_danger_sign_follow_up_mother", attachments="true")
     xml = xform_of(form)
     xml = xml.replace("</inputs>", "</inputs>\n          <extra_cause/>", 1)
     xml = re.sub(r"(\s*<bind )", r'\n      <bind nodeset="/data/extra_cause" type="string"/>\1', xml, count=1)
@@ -277,7 +279,7 @@ def test_a_new_form_version_adds_its_column(live: Live, admin: SupersetClient, s
     form["_attachments"] = {
         "xml": {"content_type": "application/xml", "data": base64.b64encode(xml.encode()).decode()}
     }
-    report = {**death_reports(shared_dir)[0], "_id": f"death-{uuid.uuid4().hex[:8]}"}
+    report = {**new_form_reports(shared_dir)[0], "_id": f"pnc-mother-{uuid.uuid4().hex[:8]}"}
     report["fields"] = {**report["fields"], "extra_cause": "flood"}
     results = live.medic.bulk_docs([form, report])
     assert all(result.get("ok") for result in results), results
@@ -285,7 +287,8 @@ def test_a_new_form_version_adds_its_column(live: Live, admin: SupersetClient, s
     def column_filled() -> bool:
         try:
             return live.query(
-                f'SELECT "{column}" FROM formview_death_report WHERE uuid = %s', report["_id"]
+                f'SELECT "{column}" FROM formview_pnc_danger_sign_follow_up_mother WHERE uuid = %s',
+                report["_id"],
             ) == [("flood",)]
         except psycopg.errors.UndefinedColumn:
             return False
@@ -297,7 +300,7 @@ def test_a_new_form_version_adds_its_column(live: Live, admin: SupersetClient, s
             in {
                 c["column_name"]
                 for c in admin.get(
-                    f"/api/v1/dataset/{superset_dataset(admin, live, 'formview_death_report')['id']}"
+                    f"/api/v1/dataset/{superset_dataset(admin, live, 'formview_pnc_danger_sign_follow_up_mother')['id']}"
                 )["result"]["columns"]
             }
         ),

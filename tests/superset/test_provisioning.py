@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import date, timedelta
 
 import dagster as dg
 import psycopg
@@ -21,6 +22,7 @@ from cht_assets.defs.superset import (
 )
 from tests.superset import expect, standin
 from tests.superset.conftest import SOURCES, Analytics, Provisioning
+from tests.superset.expect import percent
 from tests.support import dagster as support
 
 pytestmark = pytest.mark.superset
@@ -95,6 +97,32 @@ def test_headline_numbers_match_python(
     assert number("pregnancy-and-births", "Deliveries") == sum(1 for r in pregnancy if r["delivered"])
     assert number("pregnancy-and-births", "Pregnancies with 4+ ANC visits") == sum(
         1 for r in pregnancy if r["anc_visits"] >= 4
+    )
+    assert number("pregnancy-and-births", "Deliveries in a health facility") == sum(
+        1 for r in pregnancy if r["delivered"] and r["delivery_place"] == "health_facility"
+    )
+    today = date.today()
+    assert number("pregnancy-and-births", "Past EDD, not delivered") == sum(
+        1 for r in pregnancy if not r["delivered"] and r["edd"] < today
+    )
+    tasks = rows["useview_task"]
+    assert number("tasks", "Tasks due") == len(tasks)
+    assert number("tasks", "Overdue tasks") == sum(
+        1 for r in tasks if r["state"] == "Ready" and r["end_date"] < today
+    )
+    completed = sum(1 for r in tasks if r["state"] == "Completed")
+    assert number("tasks", "Completion rate (%)") == float(percent(completed, len(tasks)))
+    targets = rows["useview_target"]
+    assert number("targets", "CHW targets that met their goal") == sum(1 for r in targets if r["met_goal"])
+    assert number("targets", "CHWs with targets") == len({r["user_name"] for r in targets})
+    users = rows["useview_user"]
+    assert number("chw-activity", "Users active in the last 7 days") == sum(
+        1 for r in users if r["active_7d"]
+    )
+    assert number("chw-activity", "Users not synced in 7 days") == sum(
+        1
+        for r in users
+        if r["last_telemetry_date"] is None or r["last_telemetry_date"] < today - timedelta(days=7)
     )
     population = rows["useview_population"]
     assert number("population", "Persons") == sum(r["persons"] for r in population)

@@ -12,6 +12,7 @@ import requests
 
 from cht_assets.bi.dashboard_specs import DashboardSpec
 from cht_assets.servers.superset import SupersetServer, admin_credentials
+from tests.superset import standin
 from tests.superset.browser import BrowserError, Chromium
 from tests.superset.conftest import MANAGERS, SCREENSHOTS, Analytics, Provisioning
 
@@ -90,6 +91,9 @@ def test_admin_sees_every_dashboard_rendered(
         "Persons": sum(r["persons"] for r in rows["useview_population"]),
         "Pregnancies registered": len(rows["useview_pregnancy"]),
         "Pending changes": sum(r["pending"] for r in rows["useview_data_freshness"]),
+        "Tasks due": len(rows["useview_task"]),
+        "CHW targets that met their goal": sum(1 for r in rows["useview_target"] if r["met_goal"]),
+        "Users active in the last 7 days": sum(1 for r in rows["useview_user"] if r["active_7d"]),
     }
     for spec in provisioned.specs:
         shot = SCREENSHOTS / f"admin-{spec.slug}.png"
@@ -115,3 +119,9 @@ def test_a_manager_sees_their_area_on_screen(
     reports = sum(r["reports"] for r in analytics.data.where("useview_chw_activity", north.sees))
     assert f"{reports:,}" in state["texts"]["Reports submitted"]
     assert "St Mary" not in state["texts"]["Reports by CHW"]
+    assert standin.HOSTILE_NAME in state["texts"]["Reports by CHW"]  # shown as text, not markup
+    assert "St Mary" not in state["texts"]["Users by days since last activity"]
+    assert "South Supervisor" not in state["texts"]["Users by days since last activity"]
+    active = sum(1 for r in analytics.data.where("useview_user", north.sees) if r["active_7d"])
+    assert active < sum(1 for r in analytics.data.rows["useview_user"] if r["active_7d"])
+    assert state["texts"]["Users active in the last 7 days"].split("\n")[1:2] == [f"{active:,}"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -9,7 +11,8 @@ import pytest
 
 from cht_assets.replica.forms import FormDoc
 from cht_assets.sqlgraph.errors import SqlGraphError
-from cht_assets.warehouse.catalog import SQL_ROOT, build_catalog
+from cht_assets.warehouse.catalog import SQL_ROOT, ViewCatalog, build_catalog
+from cht_assets.warehouse.useinputs import InputsError, input_select, read_inputs_file
 
 DEMO_FORMS = Path(__file__).resolve().parents[2] / "cht_assets" / "demo" / "forms"
 
@@ -22,11 +25,29 @@ def demo_forms(*, without: tuple[str, ...] = ()) -> list[FormDoc]:
     ]
 
 
-def test_demo_forms_make_a_formview_each_and_nothing_waits() -> None:
+# The forms the maternal use views cannot do without (visits, danger signs, undo are optional).
+MATERNAL_REQUIRED_FORMS = {"pregnancy", "delivery", "death_report"}
+MATERNAL_VIEWS = {"useview_pregnancy", "useview_delivery", "useview_death"}
+
+
+def default_config_forms(shared_dir: Path, *, without: tuple[str, ...] = ()) -> list[FormDoc]:
+    app = shared_dir / "cht-sample-docs" / "xforms" / "default" / "app"
+    return [
+        FormDoc("medic", f"form:{path.stem}", path.read_text())
+        for path in sorted(app.glob("*.xml"))
+        if path.stem not in without
+    ]
+
+
+def waited_forms(catalog: ViewCatalog) -> set[str]:
+    return {form for entry in catalog.waiting() for form in entry.waiting_for_forms}
+
+
+def test_demo_forms_make_a_formview_each_and_wait_only_for_what_the_demo_lacks() -> None:
     catalog = build_catalog(demo_forms())
     names = set(catalog.entries)
     assert {f"formview_{path.stem}" for path in DEMO_FORMS.glob("*.xml")} <= names
-    assert catalog.waiting() == []
+    assert waited_forms(catalog) == MATERNAL_REQUIRED_FORMS - {path.stem for path in DEMO_FORMS.glob("*.xml")}
     assert catalog.forms_version == catalog.version_for(demo_forms())
     # Build order: every object after what it reads.
     order = list(catalog.entries)
@@ -34,12 +55,110 @@ def test_demo_forms_make_a_formview_each_and_nothing_waits() -> None:
         assert all(order.index(dep) < order.index(entry.name) for dep in entry.obj.depends_on if dep in names)
 
 
-def test_without_a_form_what_reads_it_waits_and_nothing_else() -> None:
-    catalog = build_catalog(demo_forms(without=("pregnancy", "delivery")))
-    waiting = {entry.name: entry.waiting_for for entry in catalog.waiting()}
-    assert waiting == {"useview_pregnancy": ("formview_delivery", "formview_pregnancy")}
-    assert catalog["useview_pregnancy"].waiting_for_forms == ("delivery", "pregnancy")
-    assert "formview_pnc" in catalog.entries and "formview_pregnancy" not in catalog.entries
+def test_default_config_forms_build_every_maternal_view(shared_dir: Path) -> None:
+    catalog = build_catalog(default_config_forms(shared_dir))
+    assert catalog.waiting() == []
+    assert set(catalog.entries) >= MATERNAL_VIEWS
+    # Every mapped field was found: no description says otherwise.
+    assert not [entry.name for entry in catalog if "not found" in entry.obj.description]
+    registration = catalog["useinput_pregnancy_registration"].obj
+    assert "formview_pregnancy" in registration.depends_on
+    assert 'public.cht_to_date(CAST("lmp_date_8601" AS text)) AS "lmp_date"' in registration.sql
+    assert '"gestational_age_register_method_lmp_method" AS "lmp_method"' in registration.sql
+    assert {"useinput_pregnancy_registration", "useinput_delivery_report"} <= set(
+        catalog["useview_pregnancy"].obj.depends_on
+    )
+
+
+def test_without_a_form_what_reads_it_waits_and_nothing_else(shared_dir: Path) -> None:
+    catalog = build_catalog(default_config_forms(shared_dir, without=("pregnancy", "delivery")))
+    waiting = {entry.name: entry.waiting_for_forms for entry in catalog.waiting()}
+    assert waiting == {
+        "useinput_pregnancy_registration": ("pregnancy",),
+        "useinput_delivery_report": ("delivery",),
+        "useview_pregnancy": ("delivery", "pregnancy"),
+        "useview_delivery": ("delivery",),
+    }
+    assert "formview_pregnancy_home_visit" in catalog.entries and "formview_pregnancy" not in catalog.entries
+    assert catalog["useview_death"].waiting_for == ()
+
+
+def test_an_optional_input_without_its_form_has_no_rows_and_says_so(shared_dir: Path) -> None:
+    catalog = build_catalog(
+        default_config_forms(shared_dir, without=("pregnancy_home_visit", "undo_death_report"))
+    )
+    assert catalog.waiting() == []
+    visit = catalog["useinput_pregnancy_visit"].obj
+    assert visit.sql.rstrip().endswith("WHERE false") and visit.depends_on == ()
+    assert "'pregnancy_home_visit' of input 'pregnancy_visit' is not in this deployment" in (
+        catalog["useview_pregnancy"].obj.description
+    )
+    assert "'undo_death_report'" in catalog["useview_death"].obj.description
+
+
+def test_a_field_the_form_lacks_is_null_of_its_type_and_the_view_says_which(
+    shared_dir: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "sql"
+    shutil.copytree(SQL_ROOT, root)
+    inputs = root / "useviews" / "useview_delivery.inputs.yaml"
+    inputs.write_text(inputs.read_text().replace("/data/condition/woman_outcome", "/data/condition/nowhere"))
+    catalog = build_catalog(default_config_forms(shared_dir), sql_root=root)
+    assert 'CAST(NULL AS text) AS "woman_outcome"' in catalog["useinput_delivery_report"].obj.sql
+    assert (
+        "not found in form 'delivery' (NULL): woman_outcome." in catalog["useview_delivery"].obj.description
+    )
+    assert catalog.waiting() == []
+
+
+def test_a_renamed_form_is_followed_by_editing_the_mapping(shared_dir: Path, tmp_path: Path) -> None:
+    forms = [
+        FormDoc(form.source, "form:birth", form.xml.replace('id="delivery"', 'id="birth"'))
+        if form.doc_id == "form:delivery"
+        else form
+        for form in default_config_forms(shared_dir)
+    ]
+    assert "formview_birth" in build_catalog(forms).entries
+    assert waited_forms(build_catalog(forms)) == {"delivery"}
+    root = tmp_path / "sql"
+    shutil.copytree(SQL_ROOT, root)
+    inputs = root / "useviews" / "useview_delivery.inputs.yaml"
+    inputs.write_text(inputs.read_text().replace("form: delivery", "form: birth"))
+    catalog = build_catalog(forms, sql_root=root)
+    assert catalog.waiting() == []
+    assert "formview_birth" in catalog["useinput_delivery_report"].obj.depends_on
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("- a list", "expected a mapping"),
+        ("x: {form: [}", "not YAML"),
+        ("x: {fields: {}}", "needs a form"),
+        ("x: {form: f, fields: {a: {type: date}}}", "needs a path"),
+        ("x: {form: f, fields: {a: {path: /data/a, type: jsonb}}}", "has type 'jsonb'"),
+        ("x: {form: f, fields: {a: {path: a}}}", "is not /<root>/<field>"),
+        ("x: {form: f, fields: {uuid: {path: /data/a}}}", "uuid are common columns"),
+        ("x: {form: f, optional: maybe}", "optional must be true or false"),
+    ],
+)
+def test_a_malformed_inputs_file_names_itself(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "useview_x.inputs.yaml"
+    path.write_text(text)
+    with pytest.raises(InputsError, match=re.escape(error)) as raised:
+        read_inputs_file(path, "useviews")
+    assert str(path) in str(raised.value)
+
+
+def test_hostile_names_in_a_mapping_are_quoted(tmp_path: Path) -> None:
+    path = tmp_path / "useview_x.inputs.yaml"
+    hostile = {"x": {"form": 'a"; DROP TABLE t; --', "fields": {'b" x': {"path": "/data/c"}}}}
+    path.write_text(json.dumps(hostile))  # JSON is YAML
+    [use_input] = read_inputs_file(path, "useviews")
+    sql, missing = input_select(use_input, ())
+    assert missing == ['b" x']
+    assert 'AS "b"" x"' in sql and sql.endswith('FROM "formview_a_drop_table_t"')
+    assert '"; DROP' not in sql
 
 
 def test_waiting_passes_down_to_what_reads_a_waiting_object(tmp_path: Path) -> None:
@@ -96,7 +215,6 @@ def test_broken_sql_names_file_and_line(tmp_path: Path) -> None:
 
 def test_real_cht_forms_make_formviews(shared_dir: Path) -> None:
     """CHT's default config (the reference app): every report form gets its formview."""
-    app = shared_dir / "cht-sample-docs" / "xforms" / "default" / "app"
-    forms = [FormDoc("medic", f"form:{path.stem}", path.read_text()) for path in sorted(app.glob("*.xml"))]
+    forms = default_config_forms(shared_dir)
     catalog = build_catalog(forms)
-    assert {f"formview_{path.stem}" for path in app.glob("*.xml")} <= set(catalog.entries)
+    assert {f"formview_{form.doc_id.removeprefix('form:')}" for form in forms} <= set(catalog.entries)

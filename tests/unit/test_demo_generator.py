@@ -16,12 +16,13 @@ import tracemalloc
 # Only this repository's own XForms are parsed here (trusted files).
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cht_assets.demo import base
 from cht_assets.demo import generator as gen
 from cht_assets.demo.generator import DATABASES, FORM_NAMES, Deployment, generate
 from cht_assets.demo.loader import apply_mutations, database_name, load_deployment
@@ -164,7 +165,7 @@ def test_same_seed_gives_byte_identical_docs() -> None:
 
 def test_deployment_is_a_mapping_of_reiterable_streams(small: Deployment) -> None:
     assert list(small) == list(DATABASES)
-    assert len(small) == 4
+    assert len(small) == 5
     assert [d["_id"] for d in small["medic-logs"]] == [d["_id"] for d in small["medic-logs"]]
     chunks = list(small["medic"].chunks(50))
     assert all(len(c) <= 50 for c in chunks)
@@ -201,12 +202,27 @@ def test_estimate_is_close(medium_docs: dict[str, list[dict[str, Any]]]) -> None
         assert abs(estimate[db] - len(db_docs)) <= 0.2 * len(db_docs) + 5, (db, estimate[db], len(db_docs))
 
 
+def test_estimate_counts_task_target_and_users_docs() -> None:
+    deployment = generate(7, 120)  # 6 areas
+    actual = Counter(db for db, _ in deployment.iter_all())
+    # every unit sampled: exact, but for a task doc or two (the area's households share one rng)
+    estimate = deployment.estimate_counts(sample=120)
+    assert {db: estimate[db] for db in DATABASES if db != "medic"} == {
+        db: actual[db] for db in DATABASES if db != "medic"
+    }
+    assert abs(estimate["medic"] - actual["medic"]) <= 0.01 * actual["medic"]
+    # 4 areas of 6 sampled: what every area has once (its CHW's user, logs) scales without loss
+    estimate = deployment.estimate_counts(sample=4)
+    assert (estimate["_users"], estimate["medic-logs"]) == (actual["_users"], actual["medic-logs"])
+
+
 def test_dates_are_epoch_ms_in_the_window(medium_docs: dict[str, list[dict[str, Any]]]) -> None:
-    low = gen.local_ms(date(2022, 10, 1), 0)
+    clock = base.Clock(base.DEFAULT_TODAY)
+    low = base.local_ms(clock.window_start - timedelta(days=92), 0)
     for doc in medium_docs["medic"]:
         if "reported_date" in doc:
             assert isinstance(doc["reported_date"], int)
-            assert low <= doc["reported_date"] <= gen.NOW_MS, doc["_id"]
+            assert low <= doc["reported_date"] <= clock.now_ms, doc["_id"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,17 +312,35 @@ def test_report_fields_match_the_binds(
 
 
 def test_repeats_are_arrays_of_objects(medium_docs: dict[str, list[dict[str, Any]]]) -> None:
-    babies = [d["fields"]["babies"] for d in reports(medium_docs["medic"], "delivery")]
-    assert any("baby" in b for b in babies)
-    for group in babies:
-        assert len(group.get("baby", [])) == int(group["babies_count"])
+    deliveries = [d["fields"] for d in reports(medium_docs["medic"], "delivery")]
+    assert any("baby_repeat" in f["babys_condition"] for f in deliveries)
+    for f in deliveries:
+        alive = f["babys_condition"].get("baby_repeat", [])
+        dead = f["baby_death"].get("baby_death_repeat", [])
+        assert len(alive) == int(f["babys_condition"]["baby_repeat_count"])
+        assert (
+            len(alive) == int(f["delivery_outcome"]["babies_alive_num"]) == int(f["data"]["__babies_alive"])
+        )
+        assert (
+            len(dead)
+            == int(f["delivery_outcome"]["babies_deceased_num"])
+            == int(f["data"]["__babies_deceased"])
+        )
+        assert len(alive) + len(dead) == int(f["delivery_outcome"]["babies_delivered_num"])
     doses = [d["fields"]["vaccines"] for d in reports(medium_docs["medic"], "immunization")]
     for group in doses:
         assert isinstance(group["dose"], list)
         assert len(group["dose"]) == int(group["doses_count"]) == len(group["vaccines_given"].split())
-    visits = [d["fields"]["anc"] for d in reports(medium_docs["medic"], "pregnancy")]
-    for group in visits:
-        assert len(group.get("anc_visits_past", {}).get("visit", [])) == int(group["anc_visits_count"])
+    past = [
+        d["fields"]["anc_visits_hf"]["anc_visits_hf_past"] for d in reports(medium_docs["medic"], "pregnancy")
+    ]
+    for group in past:
+        dates = group["visited_dates_group"].get("visited_dates", [])
+        assert (
+            len(dates)
+            == int(group["visited_hf_count"])
+            == int(group["visited_dates_group"]["visited_dates_count"])
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +450,7 @@ def test_shortcodes_are_unique_with_check_digits(medium_docs: dict[str, list[dic
     codes = [c for c in codes if c]
     assert len(codes) == len(set(codes)) > 100
     for code in codes:
-        assert len(code) == length and code[-1] == gen.check_digit(code[:-1])
+        assert len(code) == length and code[-1] == base.check_digit(code[:-1])
     assert any(d.get("type") == "person" and "patient_id" not in d for d in medium_docs["medic"])
     assert any(d.get("type") == "clinic" and "place_id" not in d for d in medium_docs["medic"])
 
@@ -468,17 +502,21 @@ def report_day(doc: dict[str, Any]) -> date:
 
 
 def test_pregnancies_deliveries_and_visits_are_consistent(
-    medium_docs: dict[str, list[dict[str, Any]]], by_id: dict[str, dict[str, Any]]
+    medium_docs: dict[str, list[dict[str, Any]]], by_id: dict[str, dict[str, Any]], spec: dict[str, FormSpec]
 ) -> None:
+    danger_signs = pregnancy_danger_signs(spec)
     pregnancies: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for doc in reports(medium_docs["medic"], "pregnancy"):
         f = doc["fields"]
-        lmp = date.fromisoformat(f["lmp"]["u_lmp_date"])
-        assert (date.fromisoformat(f["lmp"]["edd"]) - lmp).days == 280
+        lmp = date.fromisoformat(f["data"]["__lmp_date"])
+        assert f["gestational_age"]["g_lmp_date_8601"] == f["lmp_date_8601"] == lmp.isoformat()
+        assert (date.fromisoformat(f["data"]["__edd"]) - lmp).days == 280
         assert 4 * 7 <= (report_day(doc) - lmp).days <= 40 * 7
+        assert f["data"]["__lmp_method"] == f["gestational_age"]["register_method"]["lmp_method"]
         born = date.fromisoformat(by_id[f["patient_uuid"]]["date_of_birth"])
         assert int(f["patient_age_in_years"]) == years(born, report_day(doc))
-        assert int(f["history"]["parity"]) < int(f["history"]["gravida"])
+        signs = [f["danger_signs"][name] for name in danger_signs]
+        assert f["data"]["__has_danger_sign"] == ("yes" if "yes" in signs else "no")
         pregnancies[f["patient_uuid"]].append(doc)
     deliveries = reports(medium_docs["medic"], "delivery")
     assert deliveries
@@ -487,11 +525,13 @@ def test_pregnancies_deliveries_and_visits_are_consistent(
         pregnancy = by_id[f["data"]["meta"]["__pregnancy_uuid"]]
         assert pregnancy in pregnancies[f["patient_uuid"]]
         assert pregnancy["reported_date"] < doc["reported_date"]
-        lmp = date.fromisoformat(pregnancy["fields"]["lmp"]["u_lmp_date"])
+        lmp = date.fromisoformat(pregnancy["fields"]["data"]["__lmp_date"])
         delivered = date.fromisoformat(f["delivery_outcome"]["delivery_date"])
         assert 28 * 7 <= (delivered - lmp).days <= 44 * 7
         assert delivered <= report_day(doc)
-        for baby in f["babies"].get("baby", []):
+        assert f["data"]["__delivery_place"] == f["delivery_outcome"]["delivery_place"]
+        for item in f["babys_condition"].get("baby_repeat", []):
+            baby = item["baby_details"]
             person = by_id[baby["child_doc"]]
             assert person["created_by_doc"] == doc["_id"] == baby["baby_profile"]["created_by_doc"]
             assert person["date_of_birth"] == delivered.isoformat()
@@ -505,6 +545,56 @@ def test_pregnancies_deliveries_and_visits_are_consistent(
         assert (date.fromisoformat(f["visit"]["visit_date"]) - delivered).days == int(
             f["visit"]["days_since_delivery"]
         )
+
+
+def pregnancy_danger_signs(spec: dict[str, FormSpec]) -> list[str]:
+    """The pregnancy form's danger signs: the yes / no questions of its ``danger_signs`` group."""
+    group = "/data/danger_signs/"
+    signs = [ref[len(group) :] for ref in spec["pregnancy"].choices if ref.startswith(group)]
+    assert signs
+    return signs
+
+
+def test_antenatal_reports_belong_to_a_pregnancy(
+    medium_docs: dict[str, list[dict[str, Any]]], by_id: dict[str, dict[str, Any]], spec: dict[str, FormSpec]
+) -> None:
+    danger_signs = pregnancy_danger_signs(spec)
+    counts: Counter[str] = Counter()
+    for form in ("pregnancy_home_visit", "pregnancy_danger_sign", "pregnancy_danger_sign_follow_up"):
+        for doc in reports(medium_docs["medic"], form):
+            f = doc["fields"]
+            pregnancy = by_id[f["data"]["meta"]["__pregnancy_uuid"]]
+            assert pregnancy["form"] == "pregnancy"
+            assert pregnancy["fields"]["patient_uuid"] == f["patient_uuid"]
+            assert pregnancy["reported_date"] < doc["reported_date"]
+            if "r_danger_sign_present" in f.get("danger_signs", {}):
+                signs = [f["danger_signs"][name] for name in danger_signs]
+                if f["danger_signs"]["r_danger_sign_present"] or form != "pregnancy_home_visit":
+                    assert f["data"]["__has_danger_sign"] == ("yes" if "yes" in signs else "no")
+            counts[form] += 1
+            counts[f"{form}:{f['data'].get('__has_danger_sign')}"] += 1
+    assert counts["pregnancy_home_visit"] > counts["pregnancy_danger_sign_follow_up"] > 0
+    assert counts["pregnancy_home_visit:yes"] > 0
+    assert counts["pregnancy_danger_sign:yes"] == counts["pregnancy_danger_sign"] > 0
+
+
+def test_deaths_and_undone_deaths(
+    medium_docs: dict[str, list[dict[str, Any]]], by_id: dict[str, dict[str, Any]]
+) -> None:
+    deaths = {d["fields"]["patient_uuid"]: d for d in reports(medium_docs["medic"], "death_report")}
+    undone = {d["fields"]["patient_uuid"]: d for d in reports(medium_docs["medic"], "undo_death_report")}
+    assert deaths and set(undone) < set(deaths)
+    for patient, doc in deaths.items():
+        f = doc["fields"]
+        died = date.fromisoformat(f["death_details"]["date_of_death"])
+        assert died <= report_day(doc)
+        assert f["data"]["__place_of_death"] == f["death_details"]["place_of_death"]
+        person = by_id[patient]
+        if patient in undone:
+            assert undone[patient]["reported_date"] > doc["reported_date"]
+            assert "date_of_death" not in person
+        else:
+            assert person["date_of_death"] == died.isoformat()
 
 
 def test_child_reports_match_the_childs_age(
@@ -610,7 +700,7 @@ def test_loader_writes_everything_and_rounds_extend_the_revision_trees(small: De
     server = FakeCouch()
     seen: list[Any] = []
     report = load_deployment(server.client, small, db_prefix="demo", chunk_size=100, progress=seen.append)
-    assert set(server.dbs) == {"demo", "demo-sentinel", "demo-users-meta", "demo-logs"}
+    assert set(server.dbs) == {"demo", "demo-sentinel", "demo-users-meta", "demo-logs", "demo-users"}
     expected = {db: len(list(small[db])) for db in DATABASES}
     assert {db: s.written for db, s in report.databases.items()} == expected
     assert {db: len(server.dbs[database_name("demo", db)]) for db in DATABASES} == expected
@@ -692,3 +782,83 @@ def test_cli_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--households", "5", "--seed", "2", "--dry-run", "--db-prefix", "demo"]) == 0
     out = capsys.readouterr().out
     assert "demo-sentinel" in out and "mutation round 1" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# "today"
+
+
+def local_day(ms: int) -> date:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms, hours=3)).date()
+
+
+@pytest.mark.parametrize("today", [date(2026, 12, 1), date(2027, 3, 31), date(2025, 2, 14)])
+def test_dates_follow_today_and_this_month_has_data(today: date) -> None:
+    docs = list(generate(3, 60, today)["medic"])
+    assert docs == list(generate(3, 60, today)["medic"])
+    this_month: Counter[str] = Counter()
+    for doc in docs:
+        if isinstance(doc.get("reported_date"), int):
+            day = local_day(doc["reported_date"])
+            assert day <= today, doc["_id"]
+            if (day.year, day.month) == (today.year, today.month):
+                this_month[doc.get("form") or doc["type"]] += 1
+    deliveries = [d for d in docs if d.get("form") == "delivery"]
+    births = [
+        d for d in deliveries if d["fields"]["delivery_outcome"]["delivery_date"][:7] == today.isoformat()[:7]
+    ]
+    deaths = [d for d in docs if d.get("form") == "death_report"]
+    died = [d for d in deaths if d["fields"]["death_details"]["date_of_death"][:7] == today.isoformat()[:7]]
+    assert this_month["pregnancy"] > 0 and births and died, this_month
+
+
+def test_some_chws_have_not_synced_for_a_week() -> None:
+    today = date(2026, 12, 4)
+    deployment = generate(3, 60, today)
+    last_seen: dict[str, date] = {}
+    for doc in deployment["medic-users-meta"]:
+        if doc.get("type") == "telemetry":
+            user = doc["metadata"]["user"]
+            day = date(doc["metadata"]["year"], doc["metadata"]["month"], doc["metadata"]["day"])
+            last_seen[user] = max(day, last_seen.get(user, day))
+    chws = {
+        d["name"] for d in deployment["medic"] if d.get("type") == "user-settings" and "chw" in d["roles"]
+    }
+    idle = {user for user, day in last_seen.items() if (today - day).days > 7}
+    assert idle and idle < chws
+    reported = {
+        d["contact"]["_id"]: local_day(d["reported_date"])
+        for d in sorted(deployment["medic"], key=lambda d: d.get("reported_date", 0))
+        if d.get("type") == "data_record" and "contact" in d
+    }
+    contacts = {
+        d["name"]: d.get("contact_id") for d in deployment["medic"] if d.get("type") == "user-settings"
+    }
+    for user in idle:
+        assert (today - reported[contacts[user]]).days > 7
+
+
+def test_users_database_mirrors_the_user_settings(small: Deployment) -> None:
+    settings = {d["_id"]: d for d in small["medic"] if d.get("type") == "user-settings"}
+    users = list(small["_users"])
+    assert {d["_id"] for d in users} == {i for i, d in settings.items() if "_admin" not in d["roles"]}
+    facilities = {d["_id"] for d in small["medic"] if d.get("type") == "district_hospital"}
+    for doc in users:
+        assert doc["type"] == "user" and not {"password", "password_scheme", "derived_key", "salt"} & set(doc)
+        assert doc["roles"] == settings[doc["_id"]]["roles"]
+        if "chw_supervisor" in doc["roles"]:
+            assert doc["facility_id"] in facilities
+    assert {r for d in users for r in d["roles"]} == {"chw", "chw_supervisor"}
+
+
+def test_tasks_and_targets_per_chw(small: Deployment) -> None:
+    medic = list(small["medic"])
+    chws = {d["name"] for d in medic if d.get("type") == "user-settings" and d["roles"] == ["chw"]}
+    tasks = [d for d in medic if d.get("type") == "task"]
+    assert tasks
+    targets = [d for d in medic if d.get("type") == "target"]
+    assert {d["user"].removeprefix("org.couchdb.user:") for d in tasks} <= chws
+    assert {d["user"].removeprefix("org.couchdb.user:") for d in targets} == chws
+    settings = next(d for d in medic if d["_id"] == "settings")
+    ids = {item["id"] for item in settings["settings"]["tasks"]["targets"]["items"]}
+    assert {t["id"] for d in targets for t in d["targets"]} <= ids

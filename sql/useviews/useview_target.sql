@@ -1,0 +1,72 @@
+-- materialized: view
+-- unique_key: uuid
+-- indexes: user_name; month; target_id
+-- description: One row per user, reporting period and target (the target doc's winning revision, the one the client wrote last in that period): pass, total, percent (as the doc gives it, else pass*100/total, NULL when total is 0), the goal, type and label of the target's definition in the app settings (settings.tasks.targets.items; a negative goal means none) and whether the goal is met (percent targets by percent, count targets by pass; NULL without a goal), with the CHW's (owner's) place hierarchy.
+WITH definition AS (
+  SELECT DISTINCT ON (i ->> 'id')
+    i ->> 'id' AS target_id,
+    CASE WHEN jsonb_typeof(i -> 'goal') = 'number' AND (i ->> 'goal')::numeric >= 0 THEN (i ->> 'goal')::numeric END AS goal,
+    i ->> 'type' AS target_type,
+    coalesce(
+      CASE WHEN jsonb_typeof(i -> 'translation_key') = 'string' THEN i ->> 'translation_key' END,
+      CASE WHEN jsonb_typeof(i -> 'name') = 'string' THEN i ->> 'name' END
+    ) AS label
+  FROM raw.couchdb_docs AS s
+  CROSS JOIN LATERAL jsonb_array_elements(cht_as_jsonb_array(s.doc #> '{settings,tasks,targets,items}')) AS x (i)
+  WHERE s._id = 'settings'
+    AND NOT s._deleted
+    AND jsonb_typeof(i) = 'object'
+    AND i ->> 'id' IS NOT NULL
+  ORDER BY i ->> 'id', s.source
+),
+target AS (
+  SELECT
+    d._id,
+    regexp_replace(d.doc ->> 'user', '^org\.couchdb\.user:', '') AS user_name,
+    d.doc ->> 'owner' AS owner,
+    d.doc ->> 'reporting_period' AS reporting_period,
+    t ->> 'id' AS target_id,
+    cht_to_integer(t #>> '{value,pass}') AS pass,
+    cht_to_integer(t #>> '{value,total}') AS total,
+    cht_to_numeric(t #>> '{value,percent}') AS percent,
+    t -> 'value' ? 'percent' AS has_percent
+  FROM raw.couchdb_docs AS d
+  CROSS JOIN LATERAL jsonb_array_elements(cht_as_jsonb_array(d.doc -> 'targets')) AS x (t)
+  WHERE d.doc ->> 'type' = 'target'
+    AND NOT d._deleted
+    AND t ->> 'id' IS NOT NULL
+),
+measured AS (
+  SELECT
+    t.*,
+    coalesce(t.percent, t.pass * 100.0 / nullif(t.total, 0)) AS percent_value,
+    coalesce(def.target_type, CASE WHEN t.has_percent THEN 'percent' ELSE 'count' END) AS type_value,
+    def.goal,
+    def.label
+  FROM target AS t
+  LEFT JOIN definition AS def ON def.target_id = t.target_id
+)
+SELECT
+  m._id || '/' || m.target_id AS uuid,
+  m.user_name,
+  m.owner AS chw_uuid,
+  h.name AS chw_name,
+  m.reporting_period,
+  cht_to_date(m.reporting_period || '-01') AS month,
+  m.target_id,
+  m.pass,
+  m.total,
+  m.percent_value AS percent,
+  m.goal,
+  m.type_value AS target_type,
+  m.label,
+  CASE WHEN m.type_value = 'percent' THEN m.percent_value ELSE m.pass END >= m.goal AS met_goal,
+  h.area_uuids,
+  h.district_hospital_uuid,
+  h.district_hospital_name,
+  h.health_center_uuid,
+  h.health_center_name,
+  h.clinic_uuid,
+  h.clinic_name
+FROM measured AS m
+LEFT JOIN contactview_hierarchy AS h ON h.uuid = m.owner

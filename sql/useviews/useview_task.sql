@@ -1,0 +1,69 @@
+-- materialized: incremental
+-- unique_key: uuid
+-- indexes: user_name; month; owner_uuid
+-- description: One row per task doc (the client-generated CHT task, its latest revision): the user and the CHW contact it belongs to (from user-settings), the contact it shows on (owner) and the one whose data raised it (requester), the emission (title key, first action's form, source report), its window (due/start/end dates), when it first became Ready, its current state and when that state began, whether it was completed on time (Completed at or before the end of its end date, UTC), and the month of its due date; with the place hierarchy of the owner contact (or, without one, of the CHW). Incremental by task doc: a row keeps the CHW and hierarchy it had when its task doc last changed (a moved owner or an edited user-settings shows on the next change or full rebuild).
+WITH task AS (
+  SELECT
+    d._id,
+    d.doc,
+    regexp_replace(d.doc ->> 'user', '^org\.couchdb\.user:', '') AS user_name,
+    cht_to_date(d.doc #>> '{emission,dueDate}') AS due_date,
+    cht_to_date(d.doc #>> '{emission,endDate}') AS end_date
+  FROM raw.couchdb_docs AS d
+  WHERE d.doc ->> 'type' = 'task'
+    AND NOT d._deleted
+),
+chw AS (
+  SELECT DISTINCT ON (s.doc ->> 'name')
+    s.doc ->> 'name' AS user_name,
+    s.doc ->> 'contact_id' AS contact_uuid
+  FROM raw.couchdb_docs AS s
+  WHERE s.doc ->> 'type' = 'user-settings'
+    AND NOT s._deleted
+  ORDER BY s.doc ->> 'name', s._id
+)
+SELECT
+  t._id AS uuid,
+  t.user_name,
+  chw.contact_uuid AS chw_uuid,
+  ch.name AS chw_name,
+  t.doc ->> 'owner' AS owner_uuid,
+  t.doc ->> 'requester' AS requester_uuid,
+  t.doc #>> '{emission,_id}' AS emission_id,
+  t.doc #>> '{emission,title}' AS title,
+  t.doc #>> '{emission,actions,0,form}' AS form,
+  t.doc #>> '{emission,actions,0,content,source_id}' AS source_id,
+  cht_epoch_ms_to_timestamptz(t.doc ->> 'authoredOn') AS authored,
+  t.due_date,
+  cht_to_date(t.doc #>> '{emission,startDate}') AS start_date,
+  t.end_date,
+  (
+    SELECT min(cht_epoch_ms_to_timestamptz(s ->> 'timestamp'))
+    FROM jsonb_array_elements(cht_as_jsonb_array(t.doc -> 'stateHistory')) AS s
+    WHERE s ->> 'state' = 'Ready'
+  ) AS ready_at,
+  t.doc ->> 'state' AS state,
+  st.state_at,
+  coalesce(
+    t.doc ->> 'state' = 'Completed' AND st.state_at < ((t.end_date + 1)::timestamp AT TIME ZONE 'UTC'), false
+  ) AS completed_on_time,
+  date_trunc('month', t.due_date)::date AS month,
+  h.area_uuids,
+  h.district_hospital_uuid,
+  h.district_hospital_name,
+  h.health_center_uuid,
+  h.health_center_name,
+  h.clinic_uuid,
+  h.clinic_name
+FROM task AS t
+LEFT JOIN chw ON chw.user_name = t.user_name
+LEFT JOIN contactview_hierarchy AS ch ON ch.uuid = chw.contact_uuid
+LEFT JOIN contactview_hierarchy AS o ON o.uuid = t.doc ->> 'owner'
+LEFT JOIN contactview_hierarchy AS h ON h.uuid = coalesce(o.uuid, chw.contact_uuid)
+LEFT JOIN LATERAL (
+  SELECT cht_epoch_ms_to_timestamptz(s ->> 'timestamp') AS state_at
+  FROM jsonb_array_elements(cht_as_jsonb_array(t.doc -> 'stateHistory')) WITH ORDINALITY AS h (s, n)
+  WHERE s ->> 'state' = t.doc ->> 'state'
+  ORDER BY h.n DESC
+  LIMIT 1
+) AS st ON true

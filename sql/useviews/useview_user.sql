@@ -1,0 +1,121 @@
+-- materialized: view
+-- unique_key: user_name
+-- indexes: user_name
+-- description: One row per CHT user (user-settings docs in medic, enriched by the `_users` doc of type user where that database is replicated): name, roles, places (facility_id may be an array; facility_uuid is the first), contact, the first and last report submitted by the user's contact, the newest telemetry day and app version, and the last activity (latest of last report, telemetry day start UTC, task state change) with days since it as of today (UTC) and whether that is under 7 days; with the place hierarchy of the facility.
+WITH settings AS (
+  SELECT DISTINCT ON (s.doc ->> 'name')
+    s._id,
+    s.doc
+  FROM raw.couchdb_docs AS s
+  WHERE s.doc ->> 'type' = 'user-settings'
+    AND s.doc ->> 'name' IS NOT NULL
+    AND NOT s._deleted
+  ORDER BY s.doc ->> 'name', s._id
+),
+account AS (
+  SELECT DISTINCT ON (u._id)
+    u._id,
+    u.doc
+  FROM raw.couchdb_docs AS u
+  WHERE u.doc ->> 'type' = 'user'
+    AND NOT u._deleted
+  ORDER BY u._id, u.source
+),
+users AS (
+  SELECT
+    s.doc ->> 'name' AS user_name,
+    s._id AS user_id,
+    coalesce(s.doc ->> 'fullname', a.doc ->> 'fullname') AS fullname,
+    coalesce(s.doc ->> 'email', a.doc ->> 'email') AS email,
+    coalesce(s.doc ->> 'phone', a.doc ->> 'phone') AS phone,
+    ARRAY(
+      SELECT DISTINCT r FROM (
+        SELECT jsonb_array_elements_text(cht_as_jsonb_array(s.doc -> 'roles'))
+        UNION
+        SELECT jsonb_array_elements_text(cht_as_jsonb_array(a.doc -> 'roles'))
+      ) AS x (r)
+      ORDER BY r
+    ) AS roles,
+    ARRAY(
+      SELECT f
+      FROM jsonb_array_elements_text(
+        CASE jsonb_typeof(coalesce(s.doc -> 'facility_id', a.doc -> 'facility_id'))
+          WHEN 'array' THEN coalesce(s.doc -> 'facility_id', a.doc -> 'facility_id')
+          WHEN 'string' THEN jsonb_build_array(coalesce(s.doc -> 'facility_id', a.doc -> 'facility_id'))
+          ELSE '[]'::jsonb
+        END
+      ) WITH ORDINALITY AS x (f, n)
+      ORDER BY n
+    ) AS facility_uuids,
+    coalesce(s.doc ->> 'contact_id', a.doc ->> 'contact_id') AS contact_uuid,
+    s.doc ->> 'language' AS language,
+    (s.doc ->> 'known')::boolean AS known
+  FROM settings AS s
+  LEFT JOIN account AS a ON a._id = s._id
+),
+reports AS (
+  SELECT
+    r.doc #>> '{contact,_id}' AS contact_uuid,
+    min(cht_epoch_ms_to_timestamptz(r.doc ->> 'reported_date')) AS first_report,
+    max(cht_epoch_ms_to_timestamptz(r.doc ->> 'reported_date')) AS last_report
+  FROM raw.couchdb_docs AS r
+  WHERE r.doc ->> 'type' = 'data_record'
+    AND NOT r._deleted
+    AND r.doc #>> '{contact,_id}' IN (SELECT contact_uuid FROM users)
+  GROUP BY 1
+),
+telemetry AS (
+  SELECT DISTINCT ON (t.user_name)
+    t.user_name,
+    t.period_start AS last_telemetry_date,
+    t.app_version
+  FROM useview_telemetry AS t
+  WHERE t.period_start IS NOT NULL
+  ORDER BY t.user_name, t.period_start DESC, t.uuid DESC
+),
+tasks AS (
+  SELECT user_name, max(state_at) AS last_task_change
+  FROM useview_task
+  GROUP BY user_name
+),
+activity AS (
+  SELECT
+    u.*,
+    r.first_report,
+    r.last_report,
+    t.last_telemetry_date,
+    t.app_version,
+    greatest(r.last_report, t.last_telemetry_date::timestamp AT TIME ZONE 'UTC', k.last_task_change) AS last_activity
+  FROM users AS u
+  LEFT JOIN reports AS r ON r.contact_uuid = u.contact_uuid
+  LEFT JOIN telemetry AS t ON t.user_name = u.user_name
+  LEFT JOIN tasks AS k ON k.user_name = u.user_name
+)
+SELECT
+  a.user_name,
+  a.user_id,
+  a.fullname,
+  a.email,
+  a.phone,
+  a.roles,
+  a.facility_uuids[1] AS facility_uuid,
+  a.facility_uuids,
+  a.contact_uuid,
+  a.language,
+  a.known,
+  a.first_report,
+  a.last_report,
+  a.last_telemetry_date,
+  a.app_version,
+  a.last_activity,
+  (now() AT TIME ZONE 'UTC')::date - (a.last_activity AT TIME ZONE 'UTC')::date AS days_since_last_activity,
+  coalesce((now() AT TIME ZONE 'UTC')::date - (a.last_activity AT TIME ZONE 'UTC')::date < 7, false) AS active_7d,
+  h.area_uuids,
+  h.district_hospital_uuid,
+  h.district_hospital_name,
+  h.health_center_uuid,
+  h.health_center_name,
+  h.clinic_uuid,
+  h.clinic_name
+FROM activity AS a
+LEFT JOIN contactview_hierarchy AS h ON h.uuid = a.facility_uuids[1]
