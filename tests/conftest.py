@@ -4,7 +4,10 @@ and stops by PID."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,15 +26,29 @@ SYSTEM_POSTGRES_URL = os.environ.get("SYSTEM_POSTGRES_URL", "postgresql://postgr
 
 
 @pytest.fixture(scope="session")
-def embedded_pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def embedded_pg_admin_url() -> Iterator[str]:
     if os.environ.get("TEST_POSTGRES_URL"):
         yield os.environ["TEST_POSTGRES_URL"]
         return
-    server = start_embedded_postgres(tmp_path_factory.mktemp("pg18") / "data")
+    with postgres_home() as home:
+        server = start_embedded_postgres(home / "data")
+        try:
+            yield server.url()
+        finally:
+            server.stop()
+
+
+@contextlib.contextmanager
+def postgres_home() -> Iterator[Path]:
+    """A directory for an embedded server's data, outside pytest's temporary root: as root the
+    server runs as another user, and every new pytest session on the machine chmods
+    /tmp/pytest-of-<user> back to 0700, which took the data directory away from a running server
+    (a unit-test run beside the suite crashed it)."""
+    home = Path(tempfile.mkdtemp(prefix="cht-test-pg-"))
     try:
-        yield server.url()
+        yield home
     finally:
-        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

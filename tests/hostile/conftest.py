@@ -14,6 +14,7 @@ import pytest
 
 from cht_assets.servers.postgres import EmbeddedPostgres, start_embedded_postgres
 from cht_assets.servers.process import free_port
+from tests.conftest import postgres_home
 
 HERE = Path(__file__).resolve().parent
 
@@ -53,13 +54,14 @@ class RestartablePostgres:
 
 
 @pytest.fixture
-def restartable_pg(tmp_path: Path) -> Iterator[RestartablePostgres]:
-    data_dir, port = tmp_path / "pg" / "data", free_port()
-    pg = RestartablePostgres(data_dir, port, start_embedded_postgres(data_dir, port))
-    try:
-        yield pg
-    finally:
-        pg.stop()
+def restartable_pg() -> Iterator[RestartablePostgres]:
+    with postgres_home() as home:
+        data_dir, port = home / "data", free_port()
+        pg = RestartablePostgres(data_dir, port, start_embedded_postgres(data_dir, port))
+        try:
+            yield pg
+        finally:
+            pg.stop()
 
 
 # Superset's session fixtures (a real Superset, the stand-in views, provisioning), reused by the

@@ -14,6 +14,10 @@ import pytest
 from cht_assets.servers.process import free_port
 from tests.support.dagster import dagster_instance
 
+# Without forms these wait (their inputs are generated over the absent formviews).
+MATERNAL_VIEWS = ("useview_pregnancy", "useview_delivery", "useview_death")
+MATERNAL_INPUTS = ("useinput_pregnancy_registration", "useinput_delivery_report", "useinput_death_report")
+
 
 @pytest.fixture(params=["0"])
 def defs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.Definitions]:
@@ -61,7 +65,7 @@ class Ticks:
 def test_views_follow_the_raw_layer_and_superset_follows_the_views_in_runs_of_its_own(
     defs: dg.Definitions,
 ) -> None:
-    views = ("compat", "functions", "contactviews", "formviews", "useviews")
+    views = ("base", "compat", "functions", "contactviews", "formviews", "useviews")
     with dagster_instance() as instance:
         ticks = Ticks(defs, instance)
         # First start, nothing built: what needs nothing upstream is built (raw is the sensor's).
@@ -82,10 +86,10 @@ def test_views_follow_the_raw_layer_and_superset_follows_the_views_in_runs_of_it
             dg.AssetKey(["superset", "database"]),
             dg.AssetKey(["superset", "datasets", "useview_refresh_status"]),
         }
-        # No forms here: useview_pregnancy waits, and so do its dataset and dashboard. Access
-        # follows the database connection only (each dataset brings its own RLS).
+        # No forms here: the maternal use views wait, and so do their datasets and dashboard.
+        # Access follows the database connection only (each dataset brings its own RLS).
         waiting = {
-            dg.AssetKey(["superset", "datasets", "useview_pregnancy"]),
+            *(dg.AssetKey(["superset", "datasets", view]) for view in MATERNAL_VIEWS),
             dg.AssetKey(["superset", "dashboards", "pregnancy_and_births"]),
             dg.AssetKey(["superset", "access"]),
         }
@@ -121,7 +125,7 @@ def test_a_failed_blocking_check_holds_everything_downstream(defs: dg.Definition
 
 @pytest.mark.parametrize("defs", ["10"], indirect=True)
 def test_keepalive_refreshes_an_idle_graph_in_two_runs(defs: dg.Definitions) -> None:
-    views = {"compat", "functions", "contactviews", "formviews", "useviews"}
+    views = {"base", "compat", "functions", "contactviews", "formviews", "useviews"}
     with dagster_instance() as instance:
         ticks = Ticks(defs, instance)
         everything = ticks.keys("raw", *views, "superset")
@@ -135,7 +139,7 @@ def test_keepalive_refreshes_an_idle_graph_in_two_runs(defs: dg.Definitions) -> 
         # 12:10: every raw replica, the roots, and every view after them, as one run (but the
         # use view waiting for forms this deployment lacks).
         assert ticks.tick(datetime(2026, 1, 1, 12, 11, tzinfo=UTC)) == {"raw", *views}
-        waiting = {dg.AssetKey(["useviews", "useview_pregnancy"])}
+        waiting = {dg.AssetKey(["useviews", name]) for name in (*MATERNAL_VIEWS, *MATERNAL_INPUTS)}
         assert ticks.requested == everything - ticks.keys("superset") - waiting
         ticks.succeed(ticks.requested)
         assert ticks.tick(datetime(2026, 1, 1, 12, 12, tzinfo=UTC)) == {"superset"}
