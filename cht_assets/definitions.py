@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from cht_assets.defs.adopt import adopt_job
 from cht_assets.defs.automation import with_operations
 from cht_assets.defs.forms import forms_sensor
 from cht_assets.defs.raw import build_raw_assets
@@ -25,6 +26,7 @@ defs = with_operations(
                 published_datasets(view_assets), access_path=load_access_settings().access_file
             ),
         ],
+        jobs=[adopt_job()],
         sensors=[forms_sensor(catalog, load_ops_settings())],
         resources={**resources(), "superset": SupersetResource()},
         # Views refresh in a fraction of a second each: one process per step would cost more

@@ -193,3 +193,26 @@ def named_secret(name: str) -> str | None:
     when it is used."""
     load_dotenv(override=False)
     return os.environ.get(name) or None
+
+
+# --- metrics: the Prometheus endpoint (`cht-metrics`, cht_assets.metrics) ----------------------
+
+DEFAULT_METRICS_HOST = "127.0.0.1"
+DEFAULT_METRICS_PORT = 9108
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Where `cht-metrics` listens; what it reads comes from the settings above (POSTGRES_URL,
+    COUCHDB_URL, COUCHDB_DBS, DAGSTER_WEBSERVER_URL, BACKUP_DIR, FRESHNESS_RAW_MINUTES)."""
+
+    host: str
+    port: int
+
+
+def load_metrics_settings() -> MetricsSettings:
+    load_dotenv(override=False)
+    return MetricsSettings(
+        host=os.environ.get("METRICS_HOST") or DEFAULT_METRICS_HOST,
+        port=env_int("METRICS_PORT", DEFAULT_METRICS_PORT),
+    )

@@ -67,6 +67,15 @@ def reconcile_checks(dbs: tuple[str, ...], cron: str) -> list[dg.AssetChecksDefi
     return [reconcile_check(db, cron) for db in dbs]
 
 
+def configured_databases(wanted: list[str]) -> tuple[str, ...]:
+    """`wanted`, all of them among COUCHDB_DBS (else the op fails naming the others); empty: all."""
+    known = load_settings().couchdb_dbs
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise dg.Failure(f"not among COUCHDB_DBS: {unknown}")
+    return tuple(wanted) or known
+
+
 class RepairConfig(dg.Config):
     databases: list[str] = []  # CouchDB database names; empty: every database of COUCHDB_DBS
     force: bool = False  # tombstone even when more than 10% of the live rows are not in CouchDB
@@ -76,11 +85,7 @@ class RepairConfig(dg.Config):
 def reconcile_and_repair(
     context: dg.OpExecutionContext, config: RepairConfig, couchdb: CouchDBResource, postgres: PostgresResource
 ) -> None:
-    known = load_settings().couchdb_dbs
-    unknown = sorted(set(config.databases) - set(known))
-    if unknown:
-        raise dg.Failure(f"not among COUCHDB_DBS: {unknown}")
-    for db in config.databases or known:
+    for db in configured_databases(config.databases):
         try:
             found, done = repair(
                 postgres.conninfo, couchdb.client(db), db, force=config.force, log=context.log.info

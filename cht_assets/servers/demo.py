@@ -27,13 +27,14 @@ from cht_assets.couch.errors import CouchError
 from cht_assets.servers.couchdb import PROJECT_ROOT, start_pouchdb_server
 from cht_assets.servers.dagster_dev import default_sigint, stop_dagster_dev
 from cht_assets.servers.postgres import ensure_database, start_embedded_postgres
-from cht_assets.servers.process import port_open
+from cht_assets.servers.process import port_open, stop_pid
 from cht_assets.servers.superset import start_superset
 from cht_assets.settings import (
     DEFAULT_COUCHDB_DBS,
     DEMO_COUCHDB_URL,
     DEMO_POSTGRES_URL,
     DEMO_SUPERSET_URL,
+    load_metrics_settings,
     load_settings,
 )
 
@@ -173,6 +174,16 @@ def main(argv: list[str] | None = None) -> int:
         ) as client:
             for username, password in supervisor_logins(client):
                 say(f"  a CHW supervisor, who sees only their area: login {username} / {password}")
+        # Prometheus metrics read the Dagster UI's webserver (DAGSTER_UI_URL above), so beside it.
+        metrics = subprocess.Popen(
+            [str(Path(sys.executable).parent / "cht-metrics")],
+            env=env,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
+        stops.append(lambda: stop_pid(metrics.pid))
+        listen = load_metrics_settings()
+        say(f"Prometheus metrics on http://{listen.host}:{listen.port}/metrics (Grafana: deploy/grafana/)")
         say(f"Dagster UI on http://127.0.0.1:{args.port} (Ctrl-C stops the demo)")
         ui = subprocess.Popen(
             dagster(["dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)]),

@@ -40,10 +40,11 @@ def refresh_catalog(
     for entry in catalog:
         if selected is not None and entry.name not in selected:
             continue
+        # An object that waits for absent forms says so, whatever its upstream did.
         bad_upstream = [
             dep
             for dep in entry.obj.depends_on
-            if outcome.get(dep) in {"waiting", "failed", "blocked", "skipped"}
+            if not entry.waiting_for and outcome.get(dep) in {"waiting", "failed", "blocked", "skipped"}
         ]
         if bad_upstream:
             outcome[entry.name] = "skipped"

@@ -129,7 +129,19 @@ def static_entry(obj: SqlObject) -> CatalogEntry:
         doc_key=obj.config.get("doc_key", (obj.unique_key or ("uuid",))[0]),
         indexes=obj.indexes,
     )
+    version_sql = obj.config.get("rebuild_on_change")
+    if version_sql:
+        return CatalogEntry(obj, partial(versioned_by_data, built, version_sql))
     return CatalogEntry(obj, lambda conn: built)
+
+
+def versioned_by_data(built: Buildable, version_sql: str, conn: psycopg.Connection) -> Buildable:
+    """`-- rebuild_on_change: SELECT …`: the object also versioned by what that query returns now,
+    so that a change there rebuilds it in full. For an input outside the rows' own docs (the
+    settings doc's contact types decide which contacts are persons), which a refresh by changed
+    doc ids would never revisit."""
+    rows = conn.execute(version_sql).fetchall()
+    return replace(built, code_version=code_version(f"{built.code_version} {rows!r}"))
 
 
 def build_hierarchy(conn: psycopg.Connection) -> Buildable:

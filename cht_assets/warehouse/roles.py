@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 import psycopg
 
 from cht_assets.sqlnames import quote_ident, quote_literal, quote_qualified
+from cht_assets.warehouse.catalog import SQL_ROOT
+
+BASE_LAYER = "base"  # cht-pipeline's base models: readers' queries name them as cht-pipeline does
 
 FORBIDDEN_SCHEMAS = frozenset({"raw", "pg_catalog", "information_schema"})
 
@@ -79,7 +82,9 @@ class GrantChanges:
 def view_relations(
     conn: psycopg.Connection, schemas: Sequence[str], prefixes: Sequence[str]
 ) -> set[tuple[str, str]]:
-    """Relations of the view layers: in `schemas`, named with one of `prefixes`."""
+    """Relations of the view layers: in `schemas`, named with one of `prefixes`, or one of
+    cht-pipeline's base models (`sql/base/`, names without a prefix: `contact`, `"user"`, ...)."""
+    names = base_model_names()
     rows = conn.execute(
         """
         SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -87,7 +92,11 @@ def view_relations(
         """,
         (list(schemas),),
     ).fetchall()
-    return {(s, r) for s, r in rows if any(r.startswith(p) for p in prefixes)}
+    return {(s, r) for s, r in rows if r in names or any(r.startswith(p) for p in prefixes)}
+
+
+def base_model_names() -> frozenset[str]:
+    return frozenset(path.stem for path in (SQL_ROOT / BASE_LAYER).glob("*.sql"))
 
 
 CURRENT_GRANTS_SQL = """

@@ -9,7 +9,9 @@ SELECT
   d.doc #>> '{contact,_id}' AS chw,
   d.doc #>> '{contact,parent,_id}' AS chw_area,
   d.doc ->> 'form' AS formname,
-  cht_epoch_ms_to_timestamptz(d.doc ->> 'reported_date')::timestamp AS reported
+  -- UTC wall time, as cht-couch2pg's `timestamp 'epoch' + ms`: a plain ::timestamp cast would
+  -- follow the TimeZone of whichever session refreshed the row.
+  cht_epoch_ms_to_timestamptz(d.doc ->> 'reported_date') AT TIME ZONE 'UTC' AS reported
 FROM raw.couchdb_docs AS d
 WHERE d.doc ->> 'type' = 'data_record'
   AND d.doc ->> 'form' IS NOT NULL

@@ -43,8 +43,12 @@ class RawSnapshot:
 
 
 def raw_snapshot(pg_url: str, source: str) -> RawSnapshot:
-    """The replica's ids and checkpoint as committed (empty before the first commit)."""
-    with psycopg.connect(pg_url, autocommit=True) as conn:
+    """The replica's ids and checkpoint as committed (empty before the first commit), read in one
+    snapshot: the backend of a sync killed with -9 may still commit its last page (the server
+    learns of the death only when it next writes to the socket), and two reads on either side of
+    that commit saw the new checkpoint without its rows."""
+    with psycopg.connect(pg_url) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         if conn.execute("SELECT to_regclass('raw.couchdb_progress')").fetchone()[0] is None:
             return RawSnapshot([], None)
         ids = [r[0] for r in conn.execute("SELECT _id FROM raw.couchdb_docs WHERE source = %s", (source,))]

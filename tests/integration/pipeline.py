@@ -51,6 +51,14 @@ def new_deployment(couch_url: str, pg_url: str, monkeypatch: pytest.MonkeyPatch)
     return deployment
 
 
+def new_empty_deployment(couch_url: str, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Deployment:
+    """A deployment whose databases exist in CouchDB, empty."""
+    deployment = new_deployment(couch_url, pg_url, monkeypatch)
+    for suffix in SUFFIXES:
+        deployment.client(suffix).create_db()
+    return deployment
+
+
 def materialize_all(
     deployment: Deployment, *, raise_on_error: bool = True
 ) -> tuple[dg.ExecuteInProcessResult, dg.ExecuteInProcessResult]:

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 
 from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, load_deployment
-from tests.integration.pipeline import SUFFIXES, Deployment, materialize, new_deployment
+from tests.integration.pipeline import SUFFIXES, Deployment, materialize, new_empty_deployment
 from tests.integration.test_cht_sample_docs import load, sample_docs
 from tests.support import oracles_activity as oracle
 
@@ -150,10 +150,7 @@ def deploy(deployment: Deployment, databases: dict[str, list[dict[str, Any]]]) -
 
 @pytest.fixture
 def deployment(couch_server, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Deployment:
-    deployment = new_deployment(couch_server.url, pg_url, monkeypatch)
-    for suffix in SUFFIXES:
-        deployment.client(suffix).create_db()
-    return deployment
+    return new_empty_deployment(couch_server.url, pg_url, monkeypatch)
 
 
 def rows(pg_url: str, view: str) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from tests.integration.pipeline import Deployment, materialize, new_deployment
 
 SQL_ROOT = Path(__file__).resolve().parents[2] / "sql"
 SEED, HOUSEHOLDS = 7, 40
-VIEW_GROUPS = {"compat", "contactviews", "formviews", "useviews"}
+VIEW_GROUPS = {"base", "compat", "contactviews", "formviews", "useviews"}
 
 
 @dataclass

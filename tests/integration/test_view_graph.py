@@ -11,7 +11,7 @@ import pytest
 from cht_assets.defs import views
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
 from cht_assets.sqlgraph.errors import SqlGraphError
-from tests.integration.pipeline import new_deployment
+from tests.integration.pipeline import SUFFIXES, new_deployment
 from tests.support.dagster import dagster_instance, location_assets
 
 
@@ -44,7 +44,7 @@ def test_one_failing_object_fails_alone(sql_root: Path, couch_server, pg_url: st
         "-- materialized: view\nSELECT uuid FROM useview_broken\n"
     )
     deployment = new_deployment(couch_server.url, pg_url, monkeypatch)
-    for suffix in ("", "-sentinel", "-users-meta", "-logs"):
+    for suffix in SUFFIXES:
         deployment.client(suffix).create_db()
     deployment.client().bulk_docs([{"_id": "hc", "type": "health_center", "name": "Area"}])
     resources = {"couchdb": CouchDBResource(url=couch_server.url), "postgres": PostgresResource(url=pg_url)}

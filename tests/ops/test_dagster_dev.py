@@ -31,8 +31,19 @@ from tests.ops.receivers import Inbox, body, smtp_receiver, webhook_receiver
 pytestmark = pytest.mark.timeout(900)
 
 SUFFIXES = ("medic", "medic-sentinel", "medic-users-meta", "medic-logs")
-GROUPS = {"couchdb", "raw", "compat", "functions", "contactviews", "formviews", "useviews", "superset", "ops"}
-VIEW_GROUPS = {"compat", "functions", "contactviews", "formviews", "useviews"}
+GROUPS = {
+    "couchdb",
+    "raw",
+    "base",
+    "compat",
+    "functions",
+    "contactviews",
+    "formviews",
+    "useviews",
+    "superset",
+    "ops",
+}
+VIEW_GROUPS = {"base", "compat", "functions", "contactviews", "formviews", "useviews"}
 SENSOR_SECONDS = 3
 ASSET_NODES = """
 { assetNodes {

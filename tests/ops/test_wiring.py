@@ -70,7 +70,16 @@ def test_schedules_and_their_jobs_resolve(defs: dg.Definitions) -> None:
     assert {key.path[0] for key in backups.asset_layer.executable_asset_keys} == {"ops"}
     everything = defs.resolve_job_def(schedules["full_pipeline"].job_name)
     groups = {graph.get(key).group_name for key in everything.asset_layer.executable_asset_keys}
-    assert groups == {"raw", "compat", "functions", "contactviews", "formviews", "useviews", "superset"}
+    assert groups == {
+        "raw",
+        "base",
+        "compat",
+        "functions",
+        "contactviews",
+        "formviews",
+        "useviews",
+        "superset",
+    }
     checks = everything.asset_layer.asset_graph.asset_check_keys
     assert not [check for check in checks if check.name == CHECK_NAME]
     assert defs.resolve_job_def("repair_replica") is not None

@@ -611,7 +611,7 @@ def test_extra_objects_join_the_graph(tmp_path: Path) -> None:
 # --- checks declared by the SQL layout (cht_assets.warehouse.checks) ---
 
 SQL_ROOT = Path(__file__).resolve().parents[2] / "sql"
-VIEW_GROUPS = {"compat", "contactviews", "formviews", "useviews"}
+VIEW_GROUPS = {"base", "compat", "contactviews", "formviews", "useviews"}
 RECONCILE = """\
 matches_source:
   severity: warn

@@ -1,0 +1,5 @@
+import sys
+
+from cht_assets.metrics.server import main
+
+sys.exit(main())

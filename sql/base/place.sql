@@ -1,0 +1,15 @@
+-- materialized: incremental
+-- unique_key: uuid
+-- indexes: saved_timestamp; place_id
+-- rebuild_on_change: SELECT t.id FROM contact_type AS t WHERE t.person ORDER BY t.id
+-- description: cht-pipeline 2.0's place: every contact of a type that is not a person type, with its place id and primary contact (`contact._id`). Person types are read from `contact_type` (`person` always is one); a change to them rebuilds it.
+SELECT DISTINCT ON (d._id)
+  d._id AS uuid,
+  d.saved_timestamp AT TIME ZONE 'UTC' AS saved_timestamp,
+  d.doc ->> 'place_id' AS place_id,
+  d.doc #>> '{contact,_id}' AS contact_id
+FROM raw.couchdb_docs AS d
+WHERE d.doc ->> 'type' IN ('contact', 'clinic', 'district_hospital', 'health_center', 'person')
+  AND NOT d._deleted
+  AND coalesce(d.doc ->> 'contact_type', d.doc ->> 'type') NOT IN (SELECT t.id FROM contact_type AS t WHERE t.person AND t.id IS NOT NULL UNION SELECT 'person')
+ORDER BY d._id, d.source COLLATE "C"
