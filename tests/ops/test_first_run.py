@@ -52,7 +52,8 @@ def test_one_materialize_on_an_empty_warehouse_builds_every_formview(
     reports = collections.Counter(
         doc["form"] for doc in deployment.docs() if doc.get("type") == "data_record" and doc.get("form")
     )
-    assert all(reports[form] > 0 for form in DEMO_FORMS), reports
+    # Undone death reports are rare: at this size there are none, and that formview is built empty.
+    assert {form for form in DEMO_FORMS if reports[form]} == set(DEMO_FORMS) - {"undo_death_report"}, reports
     with psycopg.connect(pg_url) as conn:
         for form in DEMO_FORMS:
             assert conn.execute(f"SELECT count(*) FROM formview_{form}").fetchone()[0] == reports[form], form
