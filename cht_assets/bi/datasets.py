@@ -3,6 +3,7 @@ a REST refresh, so a column added to a view appears in its dataset."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import psycopg
@@ -37,6 +38,12 @@ class Column:
     name: str
     type: str
     is_dttm: bool
+    description: str | None = None  # the column's COMMENT in PostgreSQL
+
+    @property
+    def verbose_name(self) -> str:
+        """What charts show as its header: a form field's question label, else `column_label`."""
+        return field_label(self.description) or column_label(self.name)
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ def dataset_uuid(database: DatabaseConnection, source: DatasetSource) -> str:
 # --- PostgreSQL's catalog ----------------------------------------------------------------------
 
 COLUMNS_SQL = """
-SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typcategory = 'D'
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typcategory = 'D', col_description(c.oid, a.attnum)
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -77,7 +84,10 @@ def read_columns(conninfo: str, source: DatasetSource) -> tuple[Column, ...]:
         rows = conn.execute(COLUMNS_SQL, (source.schema, source.relation)).fetchall()
     if not rows:
         raise BundleError(f"{source.schema}.{source.relation} does not exist (or has no columns)")
-    return tuple(Column(name, superset_type(pg_type), bool(is_dttm)) for name, pg_type, is_dttm in rows)
+    return tuple(
+        Column(name, superset_type(pg_type), bool(is_dttm), description)
+        for name, pg_type, is_dttm, description in rows
+    )
 
 
 def read_dataset(conninfo: str, source: DatasetSource) -> Dataset:
@@ -101,6 +111,20 @@ def column_label(name: str) -> str:
     if not words:
         return name
     return " ".join([words[0][:1].upper() + words[0][1:], *words[1:]])
+
+
+# A formview column's comment (`xforms.dictionary.describe_field`): `Label (type, field path)...`
+FIELD_COMMENT = re.compile(r"^(?P<label>.+?) \([\w:-]+, field [^)]*\)")
+VERBOSE_NAME_MAX = 150
+
+
+def field_label(description: str | None) -> str | None:
+    """The question label a formview column's comment starts with; None for other comments."""
+    match = FIELD_COMMENT.match(description or "")
+    if match is None:
+        return None
+    label = match["label"].strip()
+    return label if len(label) <= VERBOSE_NAME_MAX else label[: VERBOSE_NAME_MAX - 1].rstrip() + "…"
 
 
 def dataset_document(database: DatabaseConnection, dataset: Dataset) -> JsonObject:
@@ -137,7 +161,7 @@ def dataset_document(database: DatabaseConnection, dataset: Dataset) -> JsonObje
         "columns": [
             {
                 "column_name": column.name,
-                "verbose_name": column_label(column.name),
+                "verbose_name": column.verbose_name,
                 "is_dttm": column.is_dttm,
                 "is_active": True,
                 "type": column.type,
@@ -145,7 +169,7 @@ def dataset_document(database: DatabaseConnection, dataset: Dataset) -> JsonObje
                 "groupby": True,
                 "filterable": True,
                 "expression": None,
-                "description": None,
+                "description": column.description,
                 "python_date_format": None,
                 "extra": {},
             }

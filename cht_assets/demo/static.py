@@ -1,6 +1,7 @@
 """The static unit: the docs a deployment has before any CHW area.
 
-``settings`` (contact types, SMS forms, the targets' definitions), the form definitions,
+``settings`` (contact types, SMS forms, the targets' definitions), the translation docs
+(``messages-en``, ``messages-fr``), the form definitions,
 ``shortcode-id-length``, the admin's ``user-settings``, the health facilities
 (``district_hospital``) with their in-charge nurse / supervisor, her user-settings, ``_users``
 and connected-user docs, an outgoing message per facility, and a pre-3.x feedback doc.
@@ -27,6 +28,7 @@ from cht_assets.demo.base import (
     make_rev,
     new_uuid,
 )
+from cht_assets.demo.messages import messages_docs
 from cht_assets.demo.world import (
     Facility,
     World,
@@ -186,7 +188,7 @@ def _settings_doc(seed: int) -> Doc:
 
 def static_unit(seed: int, world: World) -> dict[str, list[Doc]]:
     rng = random.Random(f"{seed}:static")
-    medic: list[Doc] = [_settings_doc(seed)]
+    medic: list[Doc] = [_settings_doc(seed), *messages_docs(seed)]
     medic += [form_doc(seed, xform) for xform in load_xforms().values()]
     medic.append(
         {

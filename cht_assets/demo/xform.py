@@ -210,6 +210,7 @@ def form_doc(seed: int, xform: XForm) -> Doc:
         "type": "form",
         "internalId": xform.internal_id,
         "title": xform.title,
+        "translation_key": f"form.{xform.internal_id}.title",  # the title in words, per language
         "icon": icon,
         "context": {"person": True, "place": False, "expression": expression},
         "xmlVersion": {"time": xform.time_ms, "sha256": xform.sha256},

@@ -19,7 +19,18 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml
 import defusedxml.ElementTree as SafeET
 
-__all__ = ["MAX_XFORM_BYTES", "Field", "NodePath", "XForm", "XFormError", "normalise_type", "parse_xform"]
+__all__ = [
+    "MAX_XFORM_BYTES",
+    "Field",
+    "NodePath",
+    "XForm",
+    "XFormError",
+    "local_name",
+    "normalise_type",
+    "parse_xform",
+    "resolve_ref",
+    "xform_tree",
+]
 
 # A node's location below the instance root: ("group", "question").
 NodePath = tuple[str, ...]
@@ -133,7 +144,7 @@ class _Bind:
 
 def parse_xform(xml: bytes | str) -> XForm:
     """Parse an XForm definition; raises XFormError for anything that is not a usable XForm."""
-    html = _parse_tree(xml)
+    html = xform_tree(xml)
     head = _child(html, "head")
     model = _child(head, "model") if head is not None else None
     if head is None or model is None:
@@ -144,8 +155,8 @@ def parse_xform(xml: bytes | str) -> XForm:
         raise XFormError("not an XForm: the model has no primary <instance> with a root element")
     form_id = root.get("id")
     if not form_id:
-        raise XFormError(f"the instance root <{_local(root.tag)}> has no id attribute")
-    root_name = _local(root.tag)
+        raise XFormError(f"the instance root <{local_name(root.tag)}> has no id attribute")
+    root_name = local_name(root.tag)
 
     nodes, templates = _walk_instance(root)
     body = _child(html, "body")
@@ -174,7 +185,9 @@ def parse_xform(xml: bytes | str) -> XForm:
     )
 
 
-def _parse_tree(xml: bytes | str) -> Element:
+def xform_tree(xml: bytes | str) -> Element:
+    """The XForm's XML tree, parsed safely (defusedxml, no DTD, bounded size): for
+    `parse_xform` and readers of more than the instance, such as the data dictionary."""
     if not isinstance(xml, bytes | str):
         raise TypeError(f"XForm XML must be bytes or str, not {type(xml).__name__}")
     if len(xml) > MAX_XFORM_BYTES:
@@ -193,13 +206,13 @@ def _text(element: Element | None) -> str | None:
     return " ".join("".join(element.itertext()).split()) or None
 
 
-def _local(tag: str) -> str:
+def local_name(tag: str) -> str:
     """`{namespace}name` -> `name`: CHT's JSON keys carry no namespace."""
     return tag.rpartition("}")[2]
 
 
 def _child(element: Element, name: str) -> Element | None:
-    return next((c for c in element if _local(c.tag) == name), None)
+    return next((c for c in element if local_name(c.tag) == name), None)
 
 
 def _walk_instance(root: Element) -> tuple[dict[NodePath, _Node], set[NodePath]]:
@@ -211,7 +224,7 @@ def _walk_instance(root: Element) -> tuple[dict[NodePath, _Node], set[NodePath]]
     stack: list[tuple[Element, NodePath, bool]] = [(c, (), False) for c in reversed(root)]
     while stack:
         element, parent, parent_hidden = stack.pop()
-        path = (*parent, _local(element.tag))
+        path = (*parent, local_name(element.tag))
         if len(path) > MAX_DEPTH:
             raise XFormError(f"instance nested deeper than {MAX_DEPTH} levels")
         children = list(element)
@@ -237,9 +250,11 @@ def _walk_body(body: Element, root_name: str) -> tuple[list[NodePath], dict[Node
     stack: list[tuple[Element, NodePath]] = [(c, ()) for c in reversed(body)]
     while stack:
         element, context = stack.pop()
-        tag = _local(element.tag)
+        tag = local_name(element.tag)
         ref = element.get("nodeset") if tag == "repeat" else element.get("ref")
-        path = _resolve(ref, context, root_name) if ref and tag in {"group", "repeat", *_CONTROLS} else None
+        path = (
+            resolve_ref(ref, context, root_name) if ref and tag in {"group", "repeat", *_CONTROLS} else None
+        )
         if tag == "repeat" and path:
             repeats.append(path)
         elif tag in _CONTROLS and path:
@@ -255,10 +270,10 @@ def _read_binds(
     binds: dict[NodePath, _Bind] = {}
     unmatched: list[str] = []
     for element in model:
-        if _local(element.tag) != "bind":
+        if local_name(element.tag) != "bind":
             continue
         nodeset = element.get("nodeset", "")
-        path = _resolve(nodeset, (), root_name)
+        path = resolve_ref(nodeset, (), root_name)
         if path is None or path not in nodes:
             unmatched.append(nodeset)
             continue
@@ -270,7 +285,7 @@ def _read_binds(
     return binds, unmatched
 
 
-def _resolve(ref: str, context: NodePath, root_name: str) -> NodePath | None:
+def resolve_ref(ref: str, context: NodePath, root_name: str) -> NodePath | None:
     """An XPath node reference -> a path below the root, or None when it points elsewhere
     (another instance, a function call, a different root)."""
     ref = re.sub(r"\[[^\]]*\]", "", ref).strip()

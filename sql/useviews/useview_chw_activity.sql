@@ -1,7 +1,7 @@
 -- materialized: view
 -- unique_key: chw_uuid, week, form
 -- nullable_key: chw_uuid, week
--- description: Reports per CHW (submitter) per week per form, with the CHW's place hierarchy.
+-- description: Reports per CHW (submitter) per week per form, with the form's title in words (useview_form_label: in the dashboards' language; the form id when the deployment has no such form doc) and the CHW's place hierarchy.
 WITH weekly AS (
   SELECT chw, date_trunc('week', reported)::date AS week, formname, count(*)::integer AS reports
   FROM form_metadata
@@ -12,6 +12,7 @@ SELECT
   h.name AS chw_name,
   weekly.week,
   weekly.formname AS form,
+  coalesce(f.label, weekly.formname) AS form_label,
   weekly.reports,
   h.area_uuids,
   h.district_hospital_uuid,
@@ -21,4 +22,5 @@ SELECT
   h.clinic_uuid,
   h.clinic_name
 FROM weekly
+LEFT JOIN useview_form_label AS f ON f.form = weekly.formname
 LEFT JOIN contactview_hierarchy AS h ON h.uuid = weekly.chw

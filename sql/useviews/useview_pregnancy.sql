@@ -1,6 +1,6 @@
 -- materialized: view
 -- unique_key: uuid
--- description: One row per pregnancy registration (inputs mapped in useview_pregnancy.inputs.yaml and useview_delivery.inputs.yaml): LMP, EDD, gestational age in weeks at registration, how it was dated (lmp_method code), ANC home visits and reports with a danger sign in this pregnancy, and the delivery that closed it, with the patient's place hierarchy. A pregnancy runs from its registration to the patient's next registration; its delivery is the first delivery report in that span, and its visits and danger-sign reports (registration, home visits, danger-sign reports) those in the span up to the delivery report. state, as of today: 'delivered' when a delivery closed it; otherwise 'lost_to_follow_up' when more than 6 weeks have passed since the EDD (or, without an EDD, more than 48 weeks since registration); otherwise 'overdue' when more than 2 weeks have passed since the EDD; otherwise 'active'.
+-- description: One row per pregnancy registration (inputs mapped in useview_pregnancy.inputs.yaml and useview_delivery.inputs.yaml): LMP, EDD, gestational age in weeks at registration, how it was dated (lmp_method code and its words in the dashboards' language), ANC home visits and reports with a danger sign in this pregnancy, and the delivery that closed it (place and the woman's outcome as codes and words), with the patient's place hierarchy. A pregnancy runs from its registration to the patient's next registration; its delivery is the first delivery report in that span, and its visits and danger-sign reports (registration, home visits, danger-sign reports) those in the span up to the delivery report. state, as of today: 'delivered' when a delivery closed it; otherwise 'lost_to_follow_up' when more than 6 weeks have passed since the EDD (or, without an EDD, more than 48 weeks since registration); otherwise 'overdue' when more than 2 weeks have passed since the EDD; otherwise 'active'.
 WITH registration AS (
   SELECT
     p.*,
@@ -14,9 +14,11 @@ delivery AS (
     d.reported,
     d.delivery_date,
     d.delivery_place,
+    d.delivery_place_label,
     d.babies_alive,
     d.babies_deceased,
-    d.woman_outcome
+    d.woman_outcome,
+    d.woman_outcome_label
   FROM registration AS r
   JOIN useinput_delivery_report AS d
     ON d.patient_uuid = r.patient_uuid AND d.reported >= r.reported
@@ -50,15 +52,18 @@ SELECT
   r.edd,
   r.gestational_age_weeks,
   r.lmp_method,
+  r.lmp_method_label,
   CAST(coalesce(c.anc_visits, 0) AS integer) AS anc_visits,
   CAST(coalesce(c.danger_signs, 0) + CASE WHEN r.danger_sign = 'yes' THEN 1 ELSE 0 END AS integer) AS danger_signs,
   d.uuid IS NOT NULL AS delivered,
   d.uuid AS delivery_uuid,
   d.delivery_date,
   d.delivery_place,
+  d.delivery_place_label,
   d.babies_alive,
   d.babies_deceased,
   d.woman_outcome,
+  d.woman_outcome_label,
   CASE
     WHEN d.uuid IS NOT NULL THEN 'delivered'
     WHEN r.edd IS NOT NULL AND current_date > r.edd + 42 THEN 'lost_to_follow_up'

@@ -1,7 +1,7 @@
 -- materialized: view
 -- unique_key: uuid
 -- indexes: user_name; month; target_id
--- description: One row per user, reporting period and target (the target doc's winning revision, the one the client wrote last in that period): pass, total, percent (as the doc gives it, else pass*100/total, NULL when total is 0), the goal, type and label of the target's definition in the app settings (settings.tasks.targets.items; a negative goal means none) and whether the goal is met (percent targets by percent, count targets by pass; NULL without a goal), with the CHW's (owner's) place hierarchy.
+-- description: One row per user, reporting period and target (the target doc's winning revision, the one the client wrote last in that period): pass, total, percent (as the doc gives it, else pass*100/total, NULL when total is 0), the goal, type and label (translation key, else name) of the target's definition in the app settings (settings.tasks.targets.items; a negative goal means none), target_label (the label's words in the dashboards' language, else English, from useview_label; else the label, else the target id) and whether the goal is met (percent targets by percent, count targets by pass; NULL without a goal), with the CHW's (owner's) place hierarchy.
 WITH definition AS (
   SELECT DISTINCT ON (i ->> 'id')
     i ->> 'id' AS target_id,
@@ -60,6 +60,7 @@ SELECT
   m.goal,
   m.type_value AS target_type,
   m.label,
+  coalesce(l.label, m.label, m.target_id) AS target_label,
   CASE WHEN m.type_value = 'percent' THEN m.percent_value ELSE m.pass END >= m.goal AS met_goal,
   h.area_uuids,
   h.district_hospital_uuid,
@@ -69,4 +70,5 @@ SELECT
   h.clinic_uuid,
   h.clinic_name
 FROM measured AS m
+LEFT JOIN useview_label AS l ON l.key = m.label
 LEFT JOIN contactview_hierarchy AS h ON h.uuid = m.owner

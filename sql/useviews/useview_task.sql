@@ -1,7 +1,8 @@
 -- materialized: incremental
 -- unique_key: uuid
 -- indexes: user_name; month; owner_uuid
--- description: One row per task doc (the client-generated CHT task, its latest revision): the user and the CHW contact it belongs to (from user-settings), the contact it shows on (owner) and the one whose data raised it (requester), the emission (title key, first action's form, source report), its window (due/start/end dates), when it first became Ready, its current state and when that state began, whether it was completed on time (Completed at or before the end of its end date, UTC), and the month of its due date; with the place hierarchy of the owner contact (or, without one, of the CHW). Incremental by task doc: a row keeps the CHW and hierarchy it had when its task doc last changed (a moved owner or an edited user-settings shows on the next change or full rebuild).
+-- rebuild_on_change: SELECT dashboard_language(), md5(coalesce(string_agg(l.key || '=' || l.label, '|' ORDER BY l.key), '')) FROM useview_label AS l
+-- description: One row per task doc (the client-generated CHT task, its latest revision): the user and the CHW contact it belongs to (from user-settings), the contact it shows on (owner) and the one whose data raised it (requester), the emission (title key and its words in the dashboards' language, else English, else the key, from useview_label; first action's form, source report), its window (due/start/end dates), when it first became Ready, its current state and when that state began, whether it was completed on time (Completed at or before the end of its end date, UTC), and the month of its due date; with the place hierarchy of the owner contact (or, without one, of the CHW). Incremental by task doc: a row keeps the CHW and hierarchy it had when its task doc last changed (a moved owner or an edited user-settings shows on the next change or full rebuild); a change of the dashboards' language or of their words rebuilds it whole.
 WITH task AS (
   SELECT
     d._id,
@@ -31,6 +32,7 @@ SELECT
   t.doc ->> 'requester' AS requester_uuid,
   t.doc #>> '{emission,_id}' AS emission_id,
   t.doc #>> '{emission,title}' AS title,
+  coalesce(l.label, t.doc #>> '{emission,title}') AS title_label,
   t.doc #>> '{emission,actions,0,form}' AS form,
   t.doc #>> '{emission,actions,0,content,source_id}' AS source_id,
   cht_epoch_ms_to_timestamptz(t.doc ->> 'authoredOn') AS authored,
@@ -57,6 +59,7 @@ SELECT
   h.clinic_name
 FROM task AS t
 LEFT JOIN chw ON chw.user_name = t.user_name
+LEFT JOIN useview_label AS l ON l.key = t.doc #>> '{emission,title}'
 LEFT JOIN contactview_hierarchy AS ch ON ch.uuid = chw.contact_uuid
 LEFT JOIN contactview_hierarchy AS o ON o.uuid = t.doc ->> 'owner'
 LEFT JOIN contactview_hierarchy AS h ON h.uuid = coalesce(o.uuid, chw.contact_uuid)

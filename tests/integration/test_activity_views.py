@@ -19,11 +19,26 @@ from psycopg.rows import dict_row
 
 from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, load_deployment
-from tests.integration.pipeline import SUFFIXES, Deployment, materialize, new_empty_deployment
+from tests.integration.pipeline import (
+    SUFFIXES,
+    Deployment,
+    materialize,
+    materialize_only,
+    new_empty_deployment,
+)
 from tests.integration.test_cht_sample_docs import load, sample_docs
 from tests.support import oracles_activity as oracle
 
 VIEWS = ("useview_user", "useview_task", "useview_task_monthly", "useview_target", "useview_target_area")
+LABEL_VIEWS = ("useview_translation", "useview_label", "useview_form_label")
+# What a change of the dashboards' language rebuilds (DASHBOARD_LANGUAGE is read with the definitions).
+LANGUAGE_ASSETS = (
+    "dashboard_language",
+    *LABEL_VIEWS,
+    "useview_task",
+    "useview_target",
+    "useview_target_area",
+)
 USERS_SUFFIX = "-users"
 
 
@@ -82,6 +97,15 @@ def extra_docs() -> dict[str, list[dict[str, Any]]]:
                 "form": "assessment",
                 "reported_date": ms,
                 "contact": {"_id": "00a37402-7bc9-5619-92b0-99ade2056cb2"},
+            },
+            {
+                "_id": "messages-fr",
+                "type": "translations",
+                "code": "fr",
+                "name": "Français",
+                "enabled": False,
+                "generic": {"task.x": "Tâche X", "contact.deceased.title": "Décédé", "n": 3},
+                "custom": {"task.x": "Tâche X (projet)", "targets.births.title": ""},
             },
             task("on-time", "Completed", last_minute),
             task("late", "Completed", last_minute + timedelta(minutes=1)),
@@ -222,6 +246,21 @@ def test_activity_views_equal_the_oracles(deployment: Deployment, shared_dir: Pa
     )
     targets = oracle.target_rows(docs)
     assert {t["met_goal"] for t in targets} == {True, False, None}, "goals exercised"
+    # The sample's messages-en (pre-4 `values`) lacks the task and target keys, and French is not
+    # the locale: the dashboards show the keys (a name where a definition has one).
+    assert {(t["title"], t["title_label"]) for t in tasks} == {
+        ("task.anc.pregnancy_home_visit.title", "task.anc.pregnancy_home_visit.title"),
+        ("task.x", "task.x"),
+    }
+    assert {t["target_label"] for t in targets} >= {
+        "targets.births.title",
+        "Registrations",
+        "deaths-this-month",
+    }
+    assert {"lang": "en", "key": "contact.deceased.title", "text": "Deceased"} in oracle.translation_rows(
+        docs
+    )
+    assert {"lang": "fr", "key": "task.x", "text": "Tâche X (projet)"} in oracle.translation_rows(docs)
     assert_views_equal_oracles(deployment, docs)
 
     # Tasks are maintained incrementally: a task completed now, one deleted, and a new target revision.
@@ -247,13 +286,26 @@ def test_activity_views_equal_the_oracles(deployment: Deployment, shared_dir: Pa
     assert_views_equal_oracles(deployment, docs)
 
 
-def assert_views_equal_oracles(deployment: Deployment, docs: list[dict[str, Any]]) -> None:
-    """Every row and column of the five views against the oracles over `docs`."""
+def assert_views_equal_oracles(
+    deployment: Deployment, docs: list[dict[str, Any]], language: str | None = None
+) -> None:
+    """Every row and column of the five views and of the translations against the oracles over
+    `docs`, labels in `language` (DASHBOARD_LANGUAGE; None: the deployment's locale)."""
     pg = deployment.pg_url
+    assert_rows_equal(
+        "useview_translation",
+        rows(pg, "useview_translation"),
+        oracle.translation_rows(docs),
+        itemgetter("lang", "key"),
+    )
+    words = oracle.dashboard_words(docs, language)
+    assert {r["key"]: r["label"] for r in rows(pg, "useview_label")} == words
     assert_rows_equal(
         "useview_user", rows(pg, "useview_user"), oracle.user_rows(docs, today()), itemgetter("user_name")
     )
-    assert_rows_equal("useview_task", rows(pg, "useview_task"), oracle.task_rows(docs), itemgetter("uuid"))
+    assert_rows_equal(
+        "useview_task", rows(pg, "useview_task"), oracle.task_rows(docs, language), itemgetter("uuid")
+    )
     assert_rows_equal(
         "useview_task_monthly",
         rows(pg, "useview_task_monthly"),
@@ -261,18 +313,21 @@ def assert_views_equal_oracles(deployment: Deployment, docs: list[dict[str, Any]
         itemgetter("user_name", "month"),
     )
     assert_rows_equal(
-        "useview_target", rows(pg, "useview_target"), oracle.target_rows(docs), itemgetter("uuid")
+        "useview_target", rows(pg, "useview_target"), oracle.target_rows(docs, language), itemgetter("uuid")
     )
     assert_rows_equal(
         "useview_target_area",
         rows(pg, "useview_target_area"),
-        oracle.target_area_rows(docs),
+        oracle.target_area_rows(docs, language),
         itemgetter("health_center_uuid", "reporting_period", "target_id"),
     )
 
 
-def test_activity_views_equal_the_oracles_on_generated_data(deployment: Deployment) -> None:
-    """The demo generator's tasks, targets, definitions and users (its `_users` docs in `<prefix>-users`)."""
+def test_activity_views_equal_the_oracles_on_generated_data(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo generator's tasks, targets, definitions, translations and users (its `_users` docs
+    in `<prefix>-users`); then the same labels in French (DASHBOARD_LANGUAGE=fr)."""
     load_deployment(
         couch_clients(deployment.couch_url), generate(7, 30, today=today()), db_prefix=deployment.prefix
     )
@@ -282,6 +337,35 @@ def test_activity_views_equal_the_oracles_on_generated_data(deployment: Deployme
     assert oracle.task_rows(docs) and oracle.target_rows(docs), "the generator wrote tasks and targets"
     assert any(u["active_7d"] for u in oracle.user_rows(docs, today()))
     assert_views_equal_oracles(deployment, docs)
+    titles = {t["title"]: t["title_label"] for t in rows(deployment.pg_url, "useview_task")}
+    assert titles["task.anc.pregnancy_home_visit.title"] == "Pregnancy home visit"
+    assert all(label != key for key, label in titles.items()), "every demo task title is translated"
+    targets = {t["target_id"]: t["target_label"] for t in rows(deployment.pg_url, "useview_target")}
+    assert targets["births-this-month"] == "Live births", "custom words win over generic ones"
+    assert_form_labels(deployment, docs, "en")
+
+    monkeypatch.setenv("DASHBOARD_LANGUAGE", "fr")
+    result = materialize_only(deployment, LANGUAGE_ASSETS)
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert_views_equal_oracles(deployment, docs, "fr")
+    titles = {t["title"]: t["title_label"] for t in rows(deployment.pg_url, "useview_task")}
+    assert titles["task.anc.pregnancy_home_visit.title"] == "Visite à domicile de grossesse"
+    assert titles["task.anc.delivery.title"] == "Delivery", "untranslated in French: the English words"
+    assert_form_labels(deployment, docs, "fr")
+
+
+def assert_form_labels(deployment: Deployment, docs: list[dict[str, Any]], language: str) -> None:
+    """useview_form_label: each XForm's translation key in the language, else English, else its title."""
+    words = oracle.dashboard_words(docs, language)
+    forms = [d for d in docs if d.get("type") == "form" and not d["_id"].startswith("form:contact:")]
+    expected = {d["internalId"]: words.get(d.get("translation_key", "")) or d["title"] for d in forms}
+    sms = (next(d for d in docs if d["_id"] == "settings")["settings"].get("forms") or {}).items()
+    expected |= {
+        code: form["meta"]["label"].get(language) or form["meta"]["label"]["en"] for code, form in sms
+    }
+    assert {r["form"]: r["label"] for r in rows(deployment.pg_url, "useview_form_label")} == expected
+    activity = rows(deployment.pg_url, "useview_chw_activity")
+    assert activity and all(r["form_label"] == expected.get(r["form"], r["form"]) for r in activity)
 
 
 def test_activity_views_build_empty_without_task_target_and_user_docs(
@@ -290,5 +374,5 @@ def test_activity_views_build_empty_without_task_target_and_user_docs(
     root = shared_dir / "cht-sample-docs"
     deploy(deployment, {"": sample_docs(root, "medic/contacts.json", "medic/reports.json")})
     assert_checks_passed(materialize(deployment))
-    for view in VIEWS:
+    for view in (*VIEWS, *LABEL_VIEWS):
         assert rows(deployment.pg_url, view) == [], view

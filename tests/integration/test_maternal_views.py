@@ -27,8 +27,9 @@ MATERNAL_FORMS = {
 }  # fmt: skip
 PREGNANCY_COLUMNS = (
     "uuid", "patient_uuid", "patient_name", "reported", "lmp_date", "edd", "gestational_age_weeks", "lmp_method",
-    "anc_visits", "danger_signs", "delivered", "delivery_uuid", "delivery_date", "delivery_place", "babies_alive",
-    "babies_deceased", "woman_outcome", "state",
+    "lmp_method_label", "anc_visits", "danger_signs", "delivered", "delivery_uuid", "delivery_date",
+    "delivery_place", "delivery_place_label", "babies_alive", "babies_deceased", "woman_outcome",
+    "woman_outcome_label", "state",
 )  # fmt: skip
 HIERARCHY_COLUMNS = (
     "area_uuids", "district_hospital_uuid", "district_hospital_name", "health_center_uuid", "health_center_name",
@@ -129,6 +130,9 @@ def test_maternal_views_equal_the_oracle_over_the_real_sample_docs(
         and len(expected["useview_delivery"]) == 24
     )
     assert 0 < len(expected["useview_death"]) < 6  # some of the 6 death reports are undone
+    # The forms' words for their codes (form_choices, from the XForms), in the locale's language.
+    outcomes = {(r["woman_outcome"], r["woman_outcome_label"]) for r in expected["useview_delivery"].values()}
+    assert ("alive_well", "Alive and well") in outcomes
     pregnancies = expected["useview_pregnancy"].values()
     assert any(row["delivered"] for row in pregnancies) and not all(row["delivered"] for row in pregnancies)
     assert any(row["anc_visits"] for row in pregnancies) and any(row["danger_signs"] for row in pregnancies)

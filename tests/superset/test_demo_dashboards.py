@@ -18,9 +18,11 @@ import collections
 import contextlib
 import json
 import re
+import xml.etree.ElementTree as ET  # noqa: S405 - the demo's own XForms
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -70,6 +72,7 @@ BUILTIN_TYPES = [
     {"id": "clinic", "parents": ["health_center"]},
     {"id": "person", "parents": ["district_hospital", "health_center", "clinic"], "person": True},
 ]
+PLACE_REF, OUTCOME_REF = "/data/delivery_outcome/delivery_place", "/data/condition/woman_outcome"
 MOTHER = (("alive_well", "alive and well"), ("alive_unwell", "alive and unwell"), ("deceased", "deceased"))
 
 
@@ -108,6 +111,7 @@ class Couch:
             t["id"] for t in places if not any(t["id"] in (u.get("parents") or []) for u in places)
         }
         self.reports = [d for d in docs if d.get("type") == "data_record" and d.get("form")]
+        self.form_labels = form_labels(docs, dig(settings, "settings", "locale") or "en")
 
     def ctype(self, doc: dict[str, Any]) -> str:
         return doc.get("contact_type") or doc["type"]
@@ -159,6 +163,7 @@ class Couch:
                     "health_center_name": self.name_at(area, "health_center"),
                     "week": day - timedelta(days=day.weekday()),
                     "form": report["form"],
+                    "form_label": self.form_labels.get(report["form"], report["form"]),
                     "area": area,
                 }
             )
@@ -186,6 +191,9 @@ class Couch:
 
         def number(value: Any) -> int | None:
             return int(value) if text(value) is not None else None
+
+        def words(ref: str, code: Any) -> str | None:
+            return choice_words("delivery", ref).get(text(code) or "", text(code))
 
         registrations, deliveries = by_patient("pregnancy"), by_patient("delivery")
         visits, dangers = by_patient("pregnancy_home_visit"), by_patient("pregnancy_danger_sign")
@@ -221,6 +229,10 @@ class Couch:
                         "delivery_date": date.fromisoformat(on) if on else None,
                         "delivery_place": text(dig(outcome, "delivery_outcome", "delivery_place")),
                         "woman_outcome": text(dig(outcome, "condition", "woman_outcome")),
+                        "delivery_place_label": words(
+                            PLACE_REF, dig(outcome, "delivery_outcome", "delivery_place")
+                        ),
+                        "woman_outcome_label": words(OUTCOME_REF, dig(outcome, "condition", "woman_outcome")),
                         "babies_alive": number(dig(outcome, "delivery_outcome", "babies_alive_num")),
                         "babies_deceased": number(dig(outcome, "delivery_outcome", "babies_deceased_num")),
                         "district_hospital_name": self.name_at(area, "district_hospital"),
@@ -356,6 +368,34 @@ def per_month(day: date) -> date:
     return day.replace(day=1)
 
 
+def choice_words(form: str, ref: str) -> dict[str, str]:
+    """code -> label of the select question `ref` in the demo's XForm `form` (plain labels)."""
+    root = ET.fromstring((resources.files("cht_assets.demo") / "forms" / f"{form}.xml").read_bytes())  # noqa: S314
+    question = next(e for e in root.iter() if e.tag.endswith("select1") and e.get("ref") == ref)
+    items = [e for e in question if e.tag.endswith("item")]
+    return {
+        next(c.text for c in item if c.tag.endswith("value")): next(
+            c.text for c in item if c.tag.endswith("label")
+        )
+        for item in items
+    }
+
+
+def form_labels(docs: list[dict[str, Any]], language: str) -> dict[str, str]:
+    """Each XForm's title as the dashboards show it: its `translation_key`'s words in `language`,
+    else English (a translation doc's `custom` over `generic` over `values`), else its title."""
+    words: dict[str, str] = {}
+    for lang in dict.fromkeys(("en", language)):  # the dashboards' language wins
+        doc = next((d for d in docs if d["_id"] == f"messages-{lang}" and not d.get("_deleted")), {})
+        for section in ("values", "generic", "custom"):
+            words.update({k: v for k, v in (doc.get(section) or {}).items() if isinstance(v, str) and v})
+    return {
+        d["internalId"]: words.get(d.get("translation_key") or "") or d.get("title") or d["internalId"]
+        for d in docs
+        if d.get("type") == "form" and d.get("internalId") and not d["_id"].startswith("form:contact:")
+    }
+
+
 def chart_rows(couch: Couch, facts: dict[str, list[dict]], slug: str, key: str) -> list[dict[str, Any]]:
     """What each chart must return, keyed by the labels of its columns and metrics."""
     activity, pregnancy, population = facts["activity"], facts["pregnancy"], facts["population"]
@@ -385,10 +425,10 @@ def chart_rows(couch: Couch, facts: dict[str, list[dict]], slug: str, key: str) 
     models: dict[tuple[str, str], Callable[[], list[dict]]] = {
         ("chw-activity", "reports"): lambda: [{"Reports": total(activity)}],
         ("chw-activity", "active_chws"): lambda: [{"CHWs": len({r["chw"] for r in activity if r["chw"]})}],
-        ("chw-activity", "reports_by_form"): lambda: grouped(activity, ["form"], Reports=len),
+        ("chw-activity", "reports_by_form"): lambda: grouped(activity, ["form_label"], Reports=len),
         ("chw-activity", "reports_per_week"): lambda: [
             {**row, "week": couch.bucket(row["week"])}
-            for row in grouped(activity, ["week", "form"], Reports=len)
+            for row in grouped(activity, ["week", "form_label"], Reports=len)
         ],
         ("chw-activity", "reports_by_chw"): lambda: grouped(
             activity,
@@ -446,6 +486,11 @@ def chart_rows(couch: Couch, facts: dict[str, list[dict]], slug: str, key: str) 
             **{"Babies deceased": lambda rows: sum(r["babies_deceased"] or 0 for r in rows)},
         ),
         ("pregnancy-and-births", "overdue"): lambda: [r for r in pregnancy if past_edd(r)],
+        ("pregnancy-and-births", "place_and_outcome"): lambda: grouped(
+            [r for r in pregnancy if r["delivered"]],
+            ["delivery_place_label", "woman_outcome_label"],
+            Deliveries=len,
+        ),
         ("chw-activity", "users_active"): lambda: [{"Active users": total(users, lambda r: r["active"])}],
         ("chw-activity", "users_inactive"): lambda: [
             {"Inactive users": total(users, lambda r: not r["active"])}

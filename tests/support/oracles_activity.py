@@ -61,8 +61,41 @@ def contact_name(docs: Sequence[Doc], uuid: str | None) -> str | None:
     return next((d.get("name") for d in docs if d.get("_id") == uuid and uuid), None)
 
 
-def task_rows(docs: Sequence[Doc]) -> list[Row]:
+def translation_rows(docs: Sequence[Doc]) -> list[Row]:
+    """(lang, key, text) of CHT's translation docs `messages-<lang>`: per doc `custom` over
+    `generic` over `values`, a later doc id over an earlier one; string values only."""
+    words: dict[tuple[str, str], str] = {}
+    for doc in sorted(
+        (d for d in docs if str(d.get("_id", "")).startswith("messages-")), key=lambda d: d["_id"]
+    ):
+        if doc.get("_deleted"):
+            continue
+        code = doc.get("code")
+        lang = code if isinstance(code, str) and code else doc["_id"].removeprefix("messages-")
+        for section in ("values", "generic", "custom"):
+            values = doc.get(section)
+            if isinstance(values, dict):
+                words.update({(lang, k): v for k, v in values.items() if isinstance(v, str)})
+    return [{"lang": lang, "key": key, "text": text} for (lang, key), text in words.items()]
+
+
+def dashboard_language(docs: Sequence[Doc], setting: str | None = None) -> str:
+    """DASHBOARD_LANGUAGE, else the settings doc's locale, else en."""
+    settings = next((d for d in docs if d.get("_id") == "settings" and not d.get("_deleted")), {})
+    return setting or (settings.get("settings") or {}).get("locale") or settings.get("locale") or "en"
+
+
+def dashboard_words(docs: Sequence[Doc], language: str | None = None) -> dict[str, str]:
+    """key -> its words in the dashboards' language, else English (empty words do not count)."""
+    chosen = dashboard_language(docs, language)
+    rows = translation_rows(docs)
+    english = {r["key"]: r["text"] for r in rows if r["lang"] == "en" and r["text"]}
+    return {**english, **{r["key"]: r["text"] for r in rows if r["lang"] == chosen and r["text"]}}
+
+
+def task_rows(docs: Sequence[Doc], language: str | None = None) -> list[Row]:
     contacts = user_contacts(docs)
+    words = dashboard_words(docs, language)
     rows = []
     for doc in live(docs, "task"):
         emission, history = doc.get("emission") or {}, doc.get("stateHistory") or []
@@ -91,6 +124,7 @@ def task_rows(docs: Sequence[Doc]) -> list[Row]:
                 "requester_uuid": doc.get("requester"),
                 "emission_id": emission.get("_id"),
                 "title": emission.get("title"),
+                "title_label": words.get(emission.get("title"), emission.get("title")),
                 "form": action.get("form"),
                 "source_id": (action.get("content") or {}).get("source_id"),
                 "authored": epoch_ms(doc.get("authoredOn")),
@@ -148,8 +182,9 @@ def label(definition: Doc) -> str | None:
     )
 
 
-def target_rows(docs: Sequence[Doc]) -> list[Row]:
+def target_rows(docs: Sequence[Doc], language: str | None = None) -> list[Row]:
     definitions = target_definitions(docs)
+    words = dashboard_words(docs, language)
     rows = []
     for doc in live(docs, "target"):
         owner, period = doc.get("owner"), doc.get("reporting_period")
@@ -178,6 +213,7 @@ def target_rows(docs: Sequence[Doc]) -> list[Row]:
                     "goal": goal,
                     "target_type": target_type,
                     "label": label(definition),
+                    "target_label": words.get(label(definition) or "") or label(definition) or target["id"],
                     "met_goal": None if goal is None or measured is None else measured >= goal,
                     **hierarchy(docs, owner),
                 }
@@ -262,9 +298,9 @@ def telemetry_date(meta: Doc) -> date | None:
         return None
 
 
-def target_area_rows(docs: Sequence[Doc]) -> list[Row]:
+def target_area_rows(docs: Sequence[Doc], language: str | None = None) -> list[Row]:
     groups: dict[tuple[Any, ...], list[Row]] = {}
-    for target in target_rows(docs):
+    for target in target_rows(docs, language):
         groups.setdefault(
             (target["health_center_uuid"], target["reporting_period"], target["target_id"]), []
         ).append(target)
@@ -284,6 +320,9 @@ def target_area_rows(docs: Sequence[Doc]) -> list[Row]:
                 "reporting_period": period,
                 "target_id": target_id,
                 "label": first["label"],
+                "target_label": min(
+                    (t["target_label"] for t in targets if t["target_label"] is not None), default=None
+                ),
                 "target_type": first["target_type"],
                 "goal": first["goal"],
                 "chws": len({t["user_name"] for t in targets}),

@@ -100,6 +100,28 @@ class Deployment:
         return row
 
 
+# The English labels (itext, lang en) of the default config's choices, as written in its XForms
+# (delivery.xml: places, woman outcomes; pregnancy.xml: how the pregnancy was dated). The
+# dashboards' language is the sample's locale, en.
+CHOICE_WORDS = {
+    "health_facility": "Health facility",
+    "home": "Home",
+    "other": "Other",
+    "alive_well": "Alive and well",
+    "alive_unwell": "Alive and unwell",
+    "deceased": "Deceased",
+    "method_lmp": "Last menstrual period (LMP)",
+    "method_approx": "Current weeks or months pregnant",
+    "method_edd": "Expected date of delivery (EDD)",
+    "method_none": "No information is known",
+}
+
+
+def words(code: Any) -> Any:
+    """A choice's words, else the code itself (NULL stays NULL)."""
+    return CHOICE_WORDS.get(code, code) if isinstance(code, str) else code
+
+
 def delivery_row(deployment: Deployment, doc: Doc) -> Row:
     return {
         "uuid": doc["_id"],
@@ -107,10 +129,12 @@ def delivery_row(deployment: Deployment, doc: Doc) -> Row:
         "reported": reported(doc),
         "delivery_date": as_date(field(doc, "delivery_outcome/delivery_date")),
         "delivery_place": field(doc, "delivery_outcome/delivery_place"),
+        "delivery_place_label": words(field(doc, "delivery_outcome/delivery_place")),
         "babies_delivered": as_int(field(doc, "delivery_outcome/babies_delivered_num")),
         "babies_alive": as_int(field(doc, "delivery_outcome/babies_alive_num")),
         "babies_deceased": as_int(field(doc, "delivery_outcome/babies_deceased_num")),
         "woman_outcome": field(doc, "condition/woman_outcome"),
+        "woman_outcome_label": words(field(doc, "condition/woman_outcome")),
     }
 
 
@@ -165,15 +189,18 @@ def pregnancy_rows(deployment: Deployment, today: date, tz: tzinfo) -> dict[str,
                 "edd": edd,
                 "gestational_age_weeks": as_int(field(doc, "weeks_since_lmp_rounded")),
                 "lmp_method": field(doc, "gestational_age/register_method/lmp_method"),
+                "lmp_method_label": words(field(doc, "gestational_age/register_method/lmp_method")),
                 "anc_visits": sum(1 for f in span if f.get("form") == "pregnancy_home_visit"),
                 "danger_signs": sum(map(has_danger_sign, span)) + has_danger_sign(doc),
                 "delivered": delivery is not None,
                 "delivery_uuid": outcome.get("uuid"),
                 "delivery_date": outcome.get("delivery_date"),
                 "delivery_place": outcome.get("delivery_place"),
+                "delivery_place_label": outcome.get("delivery_place_label"),
                 "babies_alive": outcome.get("babies_alive"),
                 "babies_deceased": outcome.get("babies_deceased"),
                 "woman_outcome": outcome.get("woman_outcome"),
+                "woman_outcome_label": outcome.get("woman_outcome_label"),
                 "state": pregnancy_state(delivery is not None, edd, start.astimezone(tz).date(), today),
             }
     return rows
