@@ -37,3 +37,4 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/replication.py
+	$(BIN)/python bench/scale.py

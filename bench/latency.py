@@ -1,10 +1,10 @@
 """End-to-end latency under `dagster dev`: a report written into CouchDB, until its row is in the
 use view (`useview_chw_activity` counts reports per CHW, week and form; its rows come from
-`form_metadata`). Target: <= 60 s.
+`form_metadata`). Target (issue 14): median <= 20 s, worst <= 40 s.
 
-Runs the deployment as shipped: the update_seq sensor launches the replication, the automation
-sensor the views, with the default intervals (COUCHDB_POLL_SECONDS=15,
-AUTOMATION_INTERVAL_SECONDS=15) unless set. A fresh pouchdb-server and PostgreSQL (POSTGRES_URL
+Runs the deployment as shipped: the update_seq sensor watches CouchDB and launches the
+replication with the views that follow it in the same run, the automation sensor the rest, with
+the default intervals (COUCHDB_POLL_SECONDS=15, AUTOMATION_INTERVAL_SECONDS=15) unless set. A fresh pouchdb-server and PostgreSQL (POSTGRES_URL
 as an admin URL when set, else embedded PostgreSQL 18) with a generated deployment; Superset is
 not started (its assets cannot run and are not measured). Prints figures; asserts nothing.
 
@@ -157,9 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             ends = [end for _, end in results]
             say(
                 f"CouchDB -> useview_chw_activity over {len(ends)} trials: median {statistics.median(ends):.1f}s, "
-                f"max {max(ends):.1f}s, min {min(ends):.1f}s (target <= 60s); CouchDB -> raw median "
+                f"max {max(ends):.1f}s, min {min(ends):.1f}s (target: median <= 20s, max <= 40s); CouchDB -> raw median "
                 f"{statistics.median(r for r, _ in results):.1f}s"
             )
+        # Runs start in processes of their own: on a busy machine their start-up dominates.
+        say("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     finally:
         for stop in reversed(stops):
             stop()

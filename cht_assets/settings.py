@@ -7,6 +7,7 @@ A `.env` file in the working directory is read first; real environment variables
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,11 @@ DEMO_SUPERSET_URL = "http://127.0.0.1:18088"
 DEFAULT_SUPERSET_USER = "admin"
 # Only for the local demo and the tests; a deployment sets SUPERSET_PASSWORD.
 DEMO_SUPERSET_PASSWORD = "test-only-admin-password"  # noqa: S105
+DEFAULT_BASE_SCHEMA = "public"
+# A schema for cht-pipeline's base models: a plain lower-case name (as dbt's target schema, e.g.
+# cht-sync's `v1`), never one the pipeline or PostgreSQL keeps for itself.
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+RESERVED_SCHEMAS = frozenset({"raw", "cht_meta", "information_schema"})
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,30 @@ class Settings:
     superset_url: str
     superset_user: str
     superset_password: str
+    base_schema: str = DEFAULT_BASE_SCHEMA
+    dashboard_language: str | None = None  # None: the deployment's `locale`, else `en`
+
+
+# A language code as CHT names its `messages-<code>` docs (`en`, `fr`, `sw`, `es-419`, `zh_CN`).
+LANGUAGE_CODE = re.compile(r"[A-Za-z]{2,8}([_-][A-Za-z0-9]{1,8})*")
+
+
+def dashboard_language(value: str) -> str | None:
+    """DASHBOARD_LANGUAGE, checked (it reaches SQL, as a quoted literal); unset: None."""
+    code = value.strip()
+    if code and not LANGUAGE_CODE.fullmatch(code):
+        raise ValueError(f"DASHBOARD_LANGUAGE must be a language code such as en or fr; got {code!r}")
+    return code or None
+
+
+def base_schema(value: str) -> str:
+    """BASE_SCHEMA, checked: it becomes an identifier in DDL and grants."""
+    name = value.strip() or DEFAULT_BASE_SCHEMA
+    if not SCHEMA_NAME.fullmatch(name) or name in RESERVED_SCHEMAS or name.startswith("pg_"):
+        raise ValueError(
+            f"BASE_SCHEMA must be a lower-case schema name other than raw, cht_meta, pg_*; got {name!r}"
+        )
+    return name
 
 
 def split_list(value: str) -> tuple[str, ...]:
@@ -48,6 +78,8 @@ def load_settings() -> Settings:
         superset_url=os.environ.get("SUPERSET_URL") or DEMO_SUPERSET_URL,
         superset_user=os.environ.get("SUPERSET_USER") or DEFAULT_SUPERSET_USER,
         superset_password=os.environ.get("SUPERSET_PASSWORD") or DEMO_SUPERSET_PASSWORD,
+        base_schema=base_schema(os.environ.get("BASE_SCHEMA", "")),
+        dashboard_language=dashboard_language(os.environ.get("DASHBOARD_LANGUAGE", "")),
     )
 
 
@@ -56,6 +88,14 @@ def load_settings() -> Settings:
 DEMO_DAGSTER_UI_URL = "http://127.0.0.1:3000"
 # Beside the demo's other state; a deployment sets BACKUP_DIR (ideally on another disk).
 DEFAULT_BACKUP_DIR = str(Path(__file__).resolve().parents[1] / ".demo" / "backups")
+# The generated data dictionary (HTML + Markdown), beside the demo's state too.
+DEFAULT_DICTIONARY_DIR = str(Path(__file__).resolve().parents[1] / ".demo" / "dictionary")
+
+
+def load_dictionary_dir() -> Path:
+    """DICTIONARY_DIR: where the data dictionary asset writes its HTML page and Markdown file."""
+    load_dotenv(override=False)
+    return Path(os.environ.get("DICTIONARY_DIR") or DEFAULT_DICTIONARY_DIR)
 
 
 @dataclass(frozen=True)
@@ -172,6 +212,7 @@ class AccessSettings:
     superset_db_host: str | None
     superset_db_port: int | None
     access_file: Path  # who sees what: a deployment may keep it outside this checkout
+    reader_statement_timeout_seconds: int  # both read-only roles' statement_timeout; 0: none
 
 
 def load_access_settings() -> AccessSettings:
@@ -185,6 +226,7 @@ def load_access_settings() -> AccessSettings:
         superset_db_host=os.environ.get("SUPERSET_DB_HOST") or None,
         superset_db_port=env_int("SUPERSET_DB_PORT", 0) or None,
         access_file=Path(os.environ.get("SUPERSET_ACCESS_FILE") or DEFAULT_ACCESS_FILE),
+        reader_statement_timeout_seconds=env_int("READER_STATEMENT_TIMEOUT", 60),
     )
 
 

@@ -317,6 +317,7 @@ def provision_access(
     *,
     db_roles: DbRoles,
     passwords: Mapping[str, str | None] | None = None,
+    base_schema: str = "public",
 ) -> AccessReport:
     """Bring PostgreSQL grants, Superset roles, users and RLS rules in line with `config`, for
     the datasets of `sources` that exist now. `passwords` maps access.yaml's `password_env`
@@ -331,7 +332,7 @@ def provision_access(
 
     relations = [(d.source.schema, d.source.relation) for d in datasets]
     report.grants = sync_database_roles(
-        conninfo, db_roles, config.view_schemas, config.view_prefixes, relations
+        conninfo, db_roles, config.view_schemas, config.view_prefixes, relations, base_schema
     )
     report.warnings += [warning for grants in report.grants for warning in grants.warnings]
 

@@ -266,6 +266,28 @@ class CouchClient:
         seq = body.get("last_seq", since)
         return [row["id"] for row in body["results"]], seq if isinstance(seq, str) else json.dumps(seq)
 
+    def wait_for_change(self, since: str, seconds: float) -> bool:
+        """True as soon as the database has a change after `since`, False when none came within
+        `seconds`: one longpoll `_changes` request, which CouchDB answers when a change arrives
+        or its `timeout` passed. pouchdb-server ignores that timeout (it sends blank lines until
+        a change), hence the deadline kept here too."""
+        params = {"feed": "longpoll", "since": since, "limit": 1, "timeout": int(seconds * 1000)}
+        deadline = time.monotonic() + seconds + 1
+        response = self._request("GET", "/_changes", params=params, stream=True)
+        body = bytearray()
+        try:
+            for chunk in response.iter_content(chunk_size=None):
+                body += chunk
+                if time.monotonic() > deadline:
+                    return False
+        except requests.RequestException as exc:
+            raise CouchUnavailable(
+                f"CouchDB database '{self.db}': {type(exc).__name__} on GET /_changes"
+            ) from None
+        finally:
+            response.close()
+        return bool(json.loads(body).get("results"))
+
     @contextmanager
     def changes(self, since: str, limit: int) -> Iterator[ChangesFeed]:
         """Stream one `_changes` page with the winning docs and their conflicting revisions."""

@@ -9,16 +9,19 @@ Freshness (FRESHNESS_*_MINUTES; warn at half the window):
 
 What runs when:
 
-    raw         the `couchdb_update_seq` sensor, when a database's update_seq moves; and a
-                keepalive every KEEPALIVE_MINUTES (default a third of the raw window), so an
-                idle database still counts as checked
-    views       eager: when anything upstream updated (joining the run of a raw keepalive), and
-                only when every upstream blocking check passed; roots (functions, ...) also on
-                the keepalive
+    raw         the `couchdb_update_seq` sensor, when a database changes; and a keepalive
+                every KEEPALIVE_MINUTES (default a third of the raw window), so an idle
+                database still counts as checked
+    views       in the run the `couchdb_update_seq` sensor starts for a replica, after it
+                (cht_assets.defs.sensors); else eager: when anything upstream updated (joining
+                the run of a raw keepalive); only when every upstream blocking check passed;
+                roots (functions, ...) also on the keepalive
     superset    eager, but never joining a run requested for the views: Superset assets run in
                 runs of their own, so a Superset outage fails Superset runs only; the database
                 connection on a keepalive of its own, half a period after the raw one
     ops         the daily backup schedule (cht_assets.defs.schedules)
+    matches_couchdb  the daily reconciliation schedule only, never with a materialization
+                (cht_assets.defs.reconcile)
 
 A missing asset (first start, new form) is built once everything upstream exists; after a failed
 attempt it waits for the next upstream update or keepalive instead of retrying every tick. An
@@ -160,7 +163,7 @@ def operations() -> dg.Definitions:
     dbs = settings.couchdb_dbs
     return dg.Definitions(
         assets=backups.backup_assets(dbs),
-        asset_checks=[*backups.backup_checks(dbs), *reconcile.reconcile_checks(dbs, ops.reconcile_cron)],
+        asset_checks=[*backups.backup_checks(dbs), *reconcile.reconcile_checks(dbs)],
         jobs=[reconcile.repair_job()],
         sensors=[*sensors.pipeline_sensors(dbs, ops), *alerts.alert_sensors(ops)],
         schedules=schedules.schedules(dbs, ops),

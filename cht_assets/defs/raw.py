@@ -94,6 +94,8 @@ def replication_asset(db: str, all_dbs: tuple[str, ...], batch_size: int) -> dg.
             on_retry=on_retry,
         )
         progress = result.progress
+        if result.absent:
+            context.log.warning(f"{db}: nothing replicated, {result.absent}")
         context.log.info(describe(progress))
         if progress.cleaned:
             context.log.warning(
@@ -122,6 +124,7 @@ def replication_asset(db: str, all_dbs: tuple[str, ...], batch_size: int) -> dg.
                 "last_seq": progress.last_seq,
                 "pending": progress.pending if progress.pending is not None else -1,
                 "duration_seconds": round(time.monotonic() - started, 3),
+                **({"absent": result.absent} if result.absent else {}),
             },
         )
 

@@ -1,25 +1,32 @@
 """Reconciliation of each raw replica with its CouchDB database (cht_assets.replica.reconcile).
 
-`<raw asset>:matches_couchdb` runs daily (RECONCILE_CRON, through the automation sensor; or from
-the asset's Checks tab) and lists docs missing from the replica and rows CouchDB no longer has
-(purged). It never changes anything: the `repair_replica` job does, when someone launches it
-(Launchpad: `ops: {reconcile_and_repair: {config: {databases: [medic]}}}`), and records a
-materialization of each raw asset it changed so the views follow.
+`couchdb/<db>:matches_couchdb` lists docs missing from the replica and rows CouchDB no longer
+has (purged). It reads every id of `_all_docs`, a cost that grows with the database, so it runs
+only when asked: daily (schedule `daily_reconciliation`, RECONCILE_CRON), from its asset's Checks
+tab, or as the job `reconcile_replicas`. It is a check of the external CouchDB asset, not of the
+replica's asset, because Dagster runs every check of an asset with each materialization of it:
+"Materialize all", `dagster asset materialize --select '*'` and the update_seq sensor would all
+pay for it. The replica is its additional dependency, so lineage still shows what it reads.
+
+It never changes anything: the `repair_replica` job does, when someone launches it (Launchpad:
+`ops: {reconcile_and_repair: {config: {databases: [medic]}}}`), and records a materialization of
+each raw asset it changed so the views follow.
 """
 
 import dagster as dg
 
-from cht_assets.defs.raw import raw_asset_key
+from cht_assets.defs.raw import couchdb_asset_key, raw_asset_key
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
 from cht_assets.replica.reconcile import EXAMPLES, ReconcileError, Reconciliation, reconcile, repair
 from cht_assets.settings import load_settings
 
 CHECK_NAME = "matches_couchdb"
 REPAIR_JOB = "repair_replica"
+RECONCILE_JOB = "reconcile_replicas"
 
 
 def reconcile_check_keys(dbs: tuple[str, ...]) -> list[dg.AssetCheckKey]:
-    return [dg.AssetCheckKey(raw_asset_key(db), CHECK_NAME) for db in dbs]
+    return [dg.AssetCheckKey(couchdb_asset_key(db), CHECK_NAME) for db in dbs]
 
 
 def reconciliation_metadata(found: Reconciliation) -> dict[str, object]:
@@ -35,16 +42,17 @@ def reconciliation_metadata(found: Reconciliation) -> dict[str, object]:
     }
 
 
-def reconcile_check(db: str, cron: str) -> dg.AssetChecksDefinition:
+def reconcile_check(db: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=raw_asset_key(db),
+        asset=couchdb_asset_key(db),
         name=CHECK_NAME,
+        additional_deps=[raw_asset_key(db)],
         blocking=False,
         description=(
-            f"Every id of CouchDB `{db}` (_all_docs) against the live rows of the replica: docs missing "
-            "from it, rows purged from CouchDB. Fix with the repair_replica job."
+            f"Every id of CouchDB `{db}` (_all_docs) against the live rows of its replica "
+            f"`{raw_asset_key(db).to_user_string()}`: docs missing from it, rows purged from CouchDB. "
+            f"Daily, or when launched (job {RECONCILE_JOB}); fix with the {REPAIR_JOB} job."
         ),
-        automation_condition=dg.AutomationCondition.cron_tick_passed(cron).since_last_handled(),
     )
     def matches_couchdb(couchdb: CouchDBResource, postgres: PostgresResource) -> dg.AssetCheckResult:
         try:
@@ -63,8 +71,8 @@ def reconcile_check(db: str, cron: str) -> dg.AssetChecksDefinition:
     return matches_couchdb
 
 
-def reconcile_checks(dbs: tuple[str, ...], cron: str) -> list[dg.AssetChecksDefinition]:
-    return [reconcile_check(db, cron) for db in dbs]
+def reconcile_checks(dbs: tuple[str, ...]) -> list[dg.AssetChecksDefinition]:
+    return [reconcile_check(db) for db in dbs]
 
 
 def configured_databases(wanted: list[str]) -> tuple[str, ...]:

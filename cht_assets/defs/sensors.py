@@ -1,27 +1,79 @@
 """What starts runs: CouchDB's update_seq for the raw replicas, automation conditions for the rest.
 
-`couchdb_update_seq` polls each database's `update_seq` (GET /{db}, cheap) every
-COUCHDB_POLL_SECONDS. When it moved, the database's replication asset runs (run_key
-`<db>@<seq>`: one run per seq, however often the sensor looks) and the external CouchDB asset
-gets an observation with the seq and the doc counts. A database whose replication is already
-running waits for the next tick. `automation` evaluates every asset's automation condition
-(cht_assets.defs.automation); both are on by default.
+`couchdb_update_seq` watches each database with a longpoll `_changes` request (since the seq it
+saw last), which CouchDB answers as soon as a change arrives, or after just under
+COUCHDB_POLL_SECONDS: a change is seen within a second or so, and an idle database still gets
+at most one request per interval, as when its `update_seq` (GET /{db}) was polled. When one
+changed, its `update_seq` is read, the database's replication asset runs (run_key `<db>@<seq>`:
+one run per seq, however often the sensor looks) and the external CouchDB asset gets an
+observation with the seq and the doc counts. A database whose replication is already running is
+not watched; it waits for the next tick. The view-layer assets downstream of the replica join its run,
+after it: waiting for the automation sensor's next tick and a second run's start-up (each run
+loads the code location afresh) doubled the time from a CouchDB write to the use views. Dagster
+applies the same rules in the run as the automation would between runs: a view runs only when
+the blocking checks upstream of it passed. Superset assets still follow in runs of their own,
+and the views of a second database that moved on the same tick are left to the automation, so
+that no two runs refresh the same views at once. `automation` evaluates every asset's
+automation condition (cht_assets.defs.automation); both are on by default.
 """
 
 import json
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any
 
 import dagster as dg
 
 from cht_assets.couch.errors import CouchError
 from cht_assets.defs.raw import couchdb_asset_key, raw_asset_key
-from cht_assets.defs.reconcile import CHECK_NAME as RECONCILE_CHECK
 from cht_assets.defs.resources import CouchDBResource
 from cht_assets.settings import OpsSettings
 
 UPDATE_SEQ_SENSOR = "couchdb_update_seq"
 AUTOMATION_SENSOR = "automation"
 DB_TAG = "cht/couchdb_db"
+# Groups that never join a replication run: the replicas themselves, Superset (its outages must
+# fail Superset runs only) and the backups (cht_assets.defs.automation names the same groups).
+NOT_JOINING_GROUPS = frozenset({"couchdb", "raw", "superset", "ops"})
+# A tick is a gRPC call the daemon allows 60 s by default, and the daemon evaluates its other
+# sensors (alerts, forms) after this one: a watch never holds them longer than this.
+MAX_WATCH_SECONDS = 20
+
+
+def watch_seconds(interval_seconds: int) -> float:
+    """How long a tick waits for a change: just under the interval, so an idle database gets no
+    more requests than polling its update_seq every interval would send."""
+    return float(max(0, min(MAX_WATCH_SECONDS, interval_seconds - 1)))
+
+
+def changed_databases(
+    context: dg.SensorEvaluationContext, couchdb: CouchDBResource, known: dict[str, str], seconds: float
+) -> list[str]:
+    """The databases of `known` with a change after their seq: one longpoll `_changes` each, at
+    once, returning as soon as one answers with a change (or after `seconds`)."""
+    if not known:
+        return []
+    pool = ThreadPoolExecutor(max_workers=len(known), thread_name_prefix="couchdb-watch")
+    watches = {pool.submit(couchdb.client(db).wait_for_change, seq, seconds): db for db, seq in known.items()}
+    changed: list[str] = []
+    try:
+        # The client's own timeouts end every watch; this bounds the tick if they do not.
+        for watch in as_completed(watches, timeout=seconds + 30):
+            try:
+                if watch.result():
+                    break
+            except CouchError as exc:  # its message holds no credentials
+                context.log.warning(f"{watches[watch]}: {exc}")
+    except FuturesTimeout:
+        context.log.warning("CouchDB did not answer the watches in time")
+    finally:
+        # Watches still open end by themselves within `seconds`; what they would have seen is
+        # the next tick's (its watch, since the same seq, answers at once).
+        pool.shutdown(wait=False, cancel_futures=True)
+    for watch, db in watches.items():
+        if watch.done() and not watch.cancelled() and watch.exception() is None and watch.result():
+            changed.append(db)
+    return changed
 
 
 def seq_text(seq: Any) -> str:
@@ -44,12 +96,30 @@ def in_progress(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
 
 
 def checks_to_run(context: dg.SensorEvaluationContext, key: dg.AssetKey) -> list[dg.AssetCheckKey]:
-    """The asset's own checks, not the daily reconciliation (a full _all_docs read)."""
+    """The asset's own checks (the daily reconciliation is the CouchDB asset's, never among them)."""
     graph = context.repository_def.asset_graph
+    return sorted(graph.get_check_keys_for_assets({key}), key=lambda check: check.name)
+
+
+def views_downstream(context: dg.SensorEvaluationContext, keys: list[dg.AssetKey]) -> list[dg.AssetKey]:
+    """The view-layer assets that follow `keys` by automation (a view waiting for a form has no
+    automation condition, and stays out as the automation would leave it)."""
+    graph = context.repository_def.asset_graph
+    downstream = dg.AssetSelection.assets(*keys).downstream().resolve(graph) - set(keys)
     return sorted(
-        (check for check in graph.get_check_keys_for_assets({key}) if check.name != RECONCILE_CHECK),
-        key=lambda check: check.name,
+        (
+            key
+            for key in downstream
+            if graph.get(key).is_materializable
+            and graph.get(key).group_name not in NOT_JOINING_GROUPS
+            and graph.get(key).automation_condition is not None
+        ),
+        key=lambda key: key.to_user_string(),
     )
+
+
+def views_in_progress(instance: dg.DagsterInstance, keys: list[dg.AssetKey]) -> bool:
+    return any(in_progress(instance, key) for key in keys)
 
 
 def observation(db: str, seq: str, info: dict[str, Any]) -> dg.AssetObservation:
@@ -64,19 +134,35 @@ def observation(db: str, seq: str, info: dict[str, Any]) -> dg.AssetObservation:
 
 
 def update_seq_sensor(dbs: tuple[str, ...], interval_seconds: int) -> dg.SensorDefinition:
+    seconds = watch_seconds(interval_seconds)
+
     @dg.sensor(
         name=UPDATE_SEQ_SENSOR,
-        target=dg.AssetSelection.assets(*(raw_asset_key(db) for db in dbs)),
+        # The replicas and what may join their runs (views_downstream picks which).
+        target=dg.AssetSelection.assets(*(raw_asset_key(db) for db in dbs)).downstream(),
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Replicates a CouchDB database when its update_seq moves (one run per seq).",
+        description=(
+            "Replicates a CouchDB database when its update_seq moves (one run per seq), the views "
+            "that follow it in the same run."
+        ),
     )
     def couchdb_update_seq(context: dg.SensorEvaluationContext, couchdb: CouchDBResource) -> dg.SensorResult:
         before: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         after = dict(before)
         requests: list[dg.RunRequest] = []
         events: list[dg.AssetObservation] = []
-        for db in dbs:
+        joined = False  # the views joined one of this tick's runs already
+        running = {db: in_progress(context.instance, raw_asset_key(db)) for db in dbs}
+        for db, run_id in running.items():
+            if run_id:
+                context.log.info(f"{db}: waiting for run {run_id} to finish")
+        idle = [db for db in dbs if not running[db]]
+        if all(db in before for db in idle):
+            look = changed_databases(context, couchdb, {db: before[db] for db in idle}, seconds)
+        else:  # a database never seen (first tick): read them all at once
+            look = idle
+        for db in look:
             try:
                 info = couchdb.client(db).db_info()
             except CouchError as exc:  # its message holds no credentials
@@ -85,15 +171,21 @@ def update_seq_sensor(dbs: tuple[str, ...], interval_seconds: int) -> dg.SensorD
             seq = seq_text(info.get("update_seq"))
             if seq == before.get(db):
                 continue
-            running = in_progress(context.instance, raw_asset_key(db))
-            if running:
-                context.log.info(f"{db}: update_seq moved; waiting for run {running} to finish")
-                continue
+            selection, checks = [raw_asset_key(db)], checks_to_run(context, raw_asset_key(db))
+            views = views_downstream(context, selection)
+            # One run at a time refreshes the views; the automation follows the other replicas.
+            if views and not joined and not views_in_progress(context.instance, views):
+                joined = True
+                selection += views
+                checks += sorted(
+                    context.repository_def.asset_graph.get_check_keys_for_assets(set(views)),
+                    key=lambda check: check.to_user_string(),
+                )
             requests.append(
                 dg.RunRequest(
                     run_key=f"{db}@{seq}",
-                    asset_selection=[raw_asset_key(db)],
-                    asset_check_keys=checks_to_run(context, raw_asset_key(db)),
+                    asset_selection=selection,
+                    asset_check_keys=checks,
                     tags={DB_TAG: db},
                 )
             )

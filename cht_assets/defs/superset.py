@@ -62,9 +62,10 @@ class SupersetResource(dg.ConfigurableResource):
 
 
 def database_roles(settings: AccessSettings) -> DbRoles:
+    timeout = settings.reader_statement_timeout_seconds
     return DbRoles(
-        PgRole(settings.superset_db_role, settings.superset_db_password),
-        PgRole(settings.analyst_db_role, settings.analyst_db_password),
+        PgRole(settings.superset_db_role, settings.superset_db_password, timeout),
+        PgRole(settings.analyst_db_role, settings.analyst_db_password, timeout),
     )
 
 
@@ -282,6 +283,7 @@ def access_asset(
                 specs,
                 db_roles=database_roles(settings),
                 passwords=passwords,
+                base_schema=load_settings().base_schema,
             )
         for warning in report.warnings + [f"dataset skipped: {s}" for s in report.skipped]:
             context.log.warning(warning)

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 
 from cht_assets.defs import checks
+from cht_assets.defs.dictionary import DICTIONARY_KEY
 from cht_assets.defs.raw import raw_asset_key
 from cht_assets.defs.resources import PostgresResource
 from cht_assets.replica.schema import relation_sources
@@ -24,12 +24,14 @@ from cht_assets.settings import load_settings
 from cht_assets.sqlgraph import SqlGraph, SqlObject, column_lineage
 from cht_assets.warehouse import catalog as view_catalog
 from cht_assets.warehouse.catalog import (
+    DICTIONARY_RELATIONS,
     AbsentInput,
     CatalogEntry,
     ViewCatalog,
     deployment_catalog,
     refresh_entry,
 )
+from cht_assets.warehouse.comments import RelationComments, apply_comments
 from cht_assets.warehouse.refresh import RefreshResult
 from cht_assets.warehouse.state import ensure_meta_schema
 
@@ -47,13 +49,11 @@ def load_catalog() -> ViewCatalog:
     return deployment_catalog(load_settings(), sql_root=SQL_ROOT)
 
 
-def column_schema(conn: psycopg.Connection, name: str) -> dg.TableSchema:
-    rows = conn.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-        "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-        (f'public."{name}"',),
-    ).fetchall()
-    return dg.TableSchema(columns=[dg.TableColumn(column, type_name) for column, type_name in rows])
+def column_schema(held: RelationComments) -> dg.TableSchema:
+    """The columns, types and descriptions exactly as PostgreSQL holds them (its comments)."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(c.name, c.type, description=c.comment) for c in held.columns]
+    )
 
 
 def lineage_metadata(graph: SqlGraph, obj: SqlObject) -> dg.TableColumnLineage | None:
@@ -95,6 +95,8 @@ def asset_deps(catalog: ViewCatalog, obj: SqlObject, dbs: Sequence[str]) -> list
     graph = catalog.graph
     deps = {view_asset_key(graph.objects[name]) for name in obj.depends_on if name in graph.objects}
     deps |= {raw_asset_key(db) for name in obj.depends_on for db in relation_sources(name, dbs)}
+    # The data dictionary's tables (form_choices): the dictionary asset writes them.
+    deps |= {DICTIONARY_KEY for name in obj.depends_on if name in DICTIONARY_RELATIONS}
     return sorted(deps, key=lambda key: key.to_user_string())
 
 
@@ -118,7 +120,7 @@ def asset_spec(catalog: ViewCatalog, entry: CatalogEntry, dbs: Sequence[str]) ->
         skippable=True,
         tags=tags,
         metadata={
-            "dagster/table_name": f"public.{obj.name}",
+            "dagster/table_name": f"{entry.schema}.{obj.name}",
             "materialized": obj.kind,
             "dagster/code_references": code_reference(obj.path),
         },
@@ -160,12 +162,15 @@ def view_asset(catalog: ViewCatalog, entry: CatalogEntry, dbs: Sequence[str]) ->
                 "changed_docs": max(result.changed_docs, 0),
                 "rewritten_docs": len(result.rewritten_ids or ()),
                 "duration_seconds": round(time.monotonic() - started, 3),
-                "dagster/table_name": f"public.{obj.name}",
+                "dagster/table_name": f"{built.schema}.{obj.name}",
             }
             if result.row_count is not None:
                 metadata["dagster/row_count"] = result.row_count
             if obj.kind != "function":
-                metadata["dagster/column_schema"] = column_schema(conn, obj.name)
+                held, comments_set = apply_comments(conn, built)
+                metadata["comments_set"] = comments_set
+                if held is not None:
+                    metadata["dagster/column_schema"] = column_schema(held)
             if lineage:
                 metadata["dagster/column_lineage"] = lineage
         yield dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=check_results)

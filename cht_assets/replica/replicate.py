@@ -109,6 +109,7 @@ ON CONFLICT (source) DO UPDATE SET seq = excluded.seq, pending = excluded.pendin
 
 
 MAX_RETRY_DELAY = 30.0
+ABSENT_STATUSES = (403, 404)
 
 
 class SyncAlreadyRunning(RuntimeError):
@@ -174,6 +175,8 @@ class SyncResult:
     progress: SyncProgress
     row_count: int
     live_count: int
+    # Why there was nothing to read, when CouchDB has no such database or refuses this user it.
+    absent: str | None = None
 
 
 def read_checkpoint(conn: psycopg.Connection, source: str) -> str:
@@ -348,6 +351,7 @@ def replicate_database(
             raise SyncAlreadyRunning(f"another sync of CouchDB database '{source}' is running")
         progress.last_seq = read_checkpoint(conn, source)
         failures = 0
+        absent = None
         while True:
             try:
                 drain(conn, client, source, batch_size, progress, on_batch)
@@ -361,5 +365,12 @@ def replicate_database(
                 if on_retry:
                     on_retry(failures, exc, delay)
                 time.sleep(delay)
+            except CouchError as exc:
+                if exc.status not in ABSENT_STATUSES:
+                    raise
+                # Not there (404), or not readable by this user (403: `_users` needs an admin):
+                # nothing to replicate, a state to report; rows kept from before stay.
+                absent = str(exc)
+                break
         row_count, live_count = count_rows(conn, source)
-    return SyncResult(progress, row_count, live_count)
+    return SyncResult(progress, row_count, live_count, absent)

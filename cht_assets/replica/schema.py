@@ -125,7 +125,28 @@ def compat_views_sql(sources: Sequence[str]) -> sql.Composed:
             "CREATE OR REPLACE VIEW public.couchdb_progress AS SELECT seq, source FROM raw.couchdb_progress"
         )
     )
+    for relation, members in sorted(by_relation.items()):
+        statements.append(
+            sql.SQL("COMMENT ON COLUMN public.{}.doc IS {}").format(
+                sql.Identifier(relation),
+                sql.Literal(
+                    f"A live doc of CouchDB database {', '.join(members)}, whole, as jsonb (cht-couch2pg)."
+                ),
+            )
+        )
+    statements += [
+        sql.SQL("COMMENT ON COLUMN public.couchdb_progress.{} IS {}").format(
+            sql.Identifier(column), sql.Literal(text)
+        )
+        for column, text in COMPAT_PROGRESS_COMMENTS.items()
+    ]
     return sql.SQL(";\n").join(statements)
+
+
+COMPAT_PROGRESS_COMMENTS = {
+    "seq": "The last CouchDB _changes seq replicated from the database, verbatim (cht-couch2pg).",
+    "source": "The CouchDB database (cht-couch2pg).",
+}
 
 
 def committed_change_seq(conn: psycopg.Connection) -> int:

@@ -34,9 +34,11 @@ from cht_assets.settings import (
     DEMO_COUCHDB_URL,
     DEMO_POSTGRES_URL,
     DEMO_SUPERSET_URL,
+    load_dictionary_dir,
     load_metrics_settings,
     load_settings,
 )
+from cht_assets.warehouse.dictionary import HTML_FILE
 
 DEMO_DIR = PROJECT_ROOT / ".demo"
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
@@ -184,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         stops.append(lambda: stop_pid(metrics.pid))
         listen = load_metrics_settings()
         say(f"Prometheus metrics on http://{listen.host}:{listen.port}/metrics (Grafana: deploy/grafana/)")
+        say(
+            f"data dictionary (every form, field, choice and view column): {load_dictionary_dir() / HTML_FILE}"
+        )
         say(f"Dagster UI on http://127.0.0.1:{args.port} (Ctrl-C stops the demo)")
         ui = subprocess.Popen(
             dagster(["dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)]),

@@ -24,6 +24,7 @@ from cht_assets.warehouse.catalog import (
     deployment_catalog,
     refresh_entry,
 )
+from cht_assets.warehouse.comments import apply_comments
 from cht_assets.warehouse.state import ensure_meta_schema
 
 
@@ -61,6 +62,7 @@ def refresh_catalog(
             say(f"{entry.name}: FAILED {type(exc).__name__}: {str(exc).strip()[:300]}")
             continue
         outcome[entry.name] = result.mode
+        apply_comments(conn, built)
         rows = "" if result.row_count is None else f", {result.row_count:,} rows"
         say(f"{entry.name}: {result.mode} in {result.seconds:.2f}s{rows}")
         for check, finding in checks.run_checks(conn, entry.obj, built, result):

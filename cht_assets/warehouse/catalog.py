@@ -33,6 +33,10 @@ from cht_assets.settings import Settings
 from cht_assets.sqlgraph import SqlGraph, SqlObject, load_sql_dir
 from cht_assets.sqlgraph.files import SqlFile, read_sql_dir
 from cht_assets.sqlgraph.model import code_version
+from cht_assets.sqlnames import quote_ident, quote_literal
+from cht_assets.warehouse.comments import read_column_descriptions
+from cht_assets.warehouse.dictionary import CHOICE_COLUMNS, CHOICES_TABLE
+from cht_assets.warehouse.dictionary import DDL as DICTIONARY_DDL
 from cht_assets.warehouse.formviews import (
     LAYER as FORMVIEW_LAYER,
 )
@@ -42,32 +46,48 @@ from cht_assets.warehouse.formviews import (
     build_formview,
     formview_buildable,
     formview_specs,
+    known_columns,
     parse_report_forms,
 )
-from cht_assets.warehouse.hierarchy import BUILTIN_PLACE_TYPES, HIERARCHY_VIEW, hierarchy_select, place_types
+from cht_assets.warehouse.hierarchy import (
+    BUILTIN_PLACE_TYPES,
+    HIERARCHY_DESCRIPTION,
+    HIERARCHY_VIEW,
+    hierarchy_descriptions,
+    hierarchy_select,
+    place_types,
+)
 from cht_assets.warehouse.refresh import Buildable, RefreshResult, refresh, relation_kind
 from cht_assets.warehouse.state import META_RELATIONS
 from cht_assets.warehouse.useinputs import (
     UseInput,
     empty_select,
     input_description,
+    input_descriptions,
     input_notes,
     input_select,
     read_inputs,
 )
+from cht_assets.xforms.dictionary import column_descriptions, common_column_descriptions
 from cht_assets.xforms.formview import Column, formview_columns
 from cht_assets.xforms.parse import XForm
 
 SQL_ROOT = Path(__file__).resolve().parents[2] / "sql"
 HIERARCHY_INPUTS = frozenset({"contactview_contact", "contactview_contact_type"})
+LANGUAGE_FUNCTION = "dashboard_language"
 FORMVIEW_NAME = re.compile(r"\bformview_[a-z0-9_]+\b")
+LANGUAGE_CALL = re.compile(rf"\b{LANGUAGE_FUNCTION}\s*\(")
+# The data dictionary's tables (written by the dictionary asset, not by the catalog).
+DICTIONARY_RELATIONS: dict[str, tuple[str, ...]] = {CHOICES_TABLE: CHOICE_COLUMNS}
 # Relations the SQL may read that no SQL file defines, with their columns.
-EXTERNAL_RELATIONS: dict[str, tuple[str, ...]] = {**RAW_RELATIONS, **META_RELATIONS}
+EXTERNAL_RELATIONS: dict[str, tuple[str, ...]] = {**RAW_RELATIONS, **META_RELATIONS, **DICTIONARY_RELATIONS}
 
 logger = logging.getLogger(__name__)
 BuildFor = Callable[[psycopg.Connection], Buildable]
 KnownColumns = Mapping[str, Sequence[Column]]
 NO_COLUMNS: KnownColumns = MappingProxyType({})
+NO_SCHEMAS: Mapping[str, str] = MappingProxyType({})
+BASE_LAYER = "base"  # cht-pipeline's base models (sql/base/)
 
 
 class AbsentInput(LookupError):
@@ -81,6 +101,11 @@ class CatalogEntry:
     obj: SqlObject
     build_for: BuildFor
     waiting_for: tuple[str, ...] = ()
+    schema: str = "public"
+
+    def build(self, conn: psycopg.Connection) -> Buildable:
+        """Its SQL as it must be now, to be built in its schema."""
+        return replace(self.build_for(conn), schema=self.schema)
 
     @property
     def name(self) -> str:
@@ -100,6 +125,15 @@ class ViewCatalog:
     dependents_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
     file_names: frozenset[str] = frozenset()  # of sql/: they take precedence over generated objects
 
+    @property
+    def search_path(self) -> str | None:
+        """What the SQL's unqualified names must resolve through when some layer has a schema of
+        its own (the base models read each other by name, as in cht-pipeline); None otherwise."""
+        extra = sorted({entry.schema for entry in self} - {"public"})
+        if not extra:
+            return None
+        return ", ".join(['"$user"', "public", *map(quote_ident, extra)])
+
     def __iter__(self) -> Iterator[CatalogEntry]:
         return iter(self.entries.values())
 
@@ -118,7 +152,9 @@ class ViewCatalog:
         return version_of(formview_entries(formview_layouts(forms, known, set(self.file_names))))
 
 
-def static_entry(obj: SqlObject) -> CatalogEntry:
+def static_entry(obj: SqlObject, descriptions: Mapping[str, str] | None = None) -> CatalogEntry:
+    """A hand-written object (or one generated once, when the catalog is made); its column
+    descriptions from `descriptions`, else from its `.columns.yaml`."""
     built = Buildable(
         name=obj.name,
         layer=obj.layer,
@@ -128,6 +164,8 @@ def static_entry(obj: SqlObject) -> CatalogEntry:
         unique_key=obj.unique_key or ("uuid",),
         doc_key=obj.config.get("doc_key", (obj.unique_key or ("uuid",))[0]),
         indexes=obj.indexes,
+        description=obj.description,
+        column_descriptions=read_column_descriptions(obj) if descriptions is None else descriptions,
     )
     version_sql = obj.config.get("rebuild_on_change")
     if version_sql:
@@ -145,9 +183,26 @@ def versioned_by_data(built: Buildable, version_sql: str, conn: psycopg.Connecti
 
 
 def build_hierarchy(conn: psycopg.Connection) -> Buildable:
-    sql = hierarchy_select(place_types(conn))
-    # Versioned by the SQL generated now: new place types must replace the view.
-    return Buildable(HIERARCHY_VIEW, "contactviews", "view", sql, code_version(sql), ("uuid",), "uuid")
+    types = place_types(conn)
+    sql = hierarchy_select(types)
+    # Versioned by the SQL generated now: new place types must rebuild the table. A table, not a
+    # view: every chart and RLS filter reads it, and a view computed each contact's ancestors
+    # again per query (minutes per chart at 300 000 docs). A changed place rewrites the rows
+    # below it too, found by area_uuids: its name is theirs.
+    return Buildable(
+        HIERARCHY_VIEW,
+        "contactviews",
+        "incremental",
+        sql,
+        code_version(sql),
+        ("uuid",),
+        "uuid",
+        indexes=(("place_uuid",), ("parent_uuid",)),
+        affected_sql="SELECT uuid FROM {table} WHERE area_uuids && %s::text[]",
+        gin_indexes=("area_uuids",),
+        description=HIERARCHY_DESCRIPTION,
+        column_descriptions=hierarchy_descriptions(types),
+    )
 
 
 def hierarchy_entry() -> CatalogEntry:
@@ -158,20 +213,94 @@ def hierarchy_entry() -> CatalogEntry:
         hierarchy_select(BUILTIN_PLACE_TYPES),
         layer="contactviews",
         config={
-            "materialized": "view",
+            "materialized": "incremental",
             "unique_key": "uuid",
-            "description": "Every contact with its ancestors and one uuid/name column pair per place type.",
+            "description": HIERARCHY_DESCRIPTION,
         },
     )
     return CatalogEntry(template, build_hierarchy)
 
 
+def with_dictionary_tables(build_for: BuildFor) -> BuildFor:
+    """An object reading the dictionary's tables: they are created (empty) if the dictionary
+    asset has not run yet, so that it builds with no labels instead of failing."""
+
+    def build(conn: psycopg.Connection) -> Buildable:
+        if conn.execute("SELECT to_regclass(%s)", (f"public.{CHOICES_TABLE}",)).fetchone()[0] is None:
+            conn.execute(DICTIONARY_DDL)
+        return build_for(conn)
+
+    return build
+
+
+def language_sql(language: str | None) -> str:
+    """`dashboard_language()`: DASHBOARD_LANGUAGE (a quoted literal) when set, else the
+    deployment's `locale` (its `settings` doc, read when called), else `en`."""
+    chosen = f"CAST({quote_literal(language)} AS text)" if language else "CAST(NULL AS text)"
+    return f"""-- The language of the dashboards' labels: DASHBOARD_LANGUAGE, else the settings doc's locale, else en.
+-- SECURITY DEFINER: the label views call it with the reader's rights, and readers never see raw;
+-- it returns one language code, and its search_path is fixed so that no reader's schema can
+-- shadow what it reads.
+CREATE OR REPLACE FUNCTION public.{LANGUAGE_FUNCTION}()
+RETURNS text
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT coalesce(
+    nullif({chosen}, ''),
+    (
+      SELECT nullif(coalesce(s.doc #>> '{{settings,locale}}', s.doc ->> 'locale'), '')
+      FROM raw.couchdb_docs AS s
+      WHERE s._id = 'settings' AND NOT s._deleted
+      ORDER BY s.source = 'medic' DESC, s.source
+      LIMIT 1
+    ),
+    'en'
+  )
+$$;
+"""
+
+
+def language_entry(language: str | None) -> CatalogEntry:
+    """Generated once, when the catalog is made, from the DASHBOARD_LANGUAGE setting."""
+    return static_entry(SqlObject.from_sql(LANGUAGE_FUNCTION, language_sql(language), layer="functions"))
+
+
 def build_current_formview(conn: psycopg.Connection, spec: FormviewSpec) -> Buildable:
     """The formview as its form is now (it may have changed since the catalog was made)."""
     try:
-        return build_formview(conn, spec)
+        built = build_formview(conn, spec)
     except LookupError as exc:
         raise AbsentInput(f"form doc {spec.doc_id!r} is no longer in the warehouse") from exc
+    return replace(built, description=spec.description, column_descriptions=formview_descriptions(conn, spec))
+
+
+def dropped_field_description(column: Column, *, repeat: bool) -> str:
+    """A formview column whose field the form no longer has (its path below `fields`, or
+    below the repeat element)."""
+    steps = column.json_path if repeat else column.json_path[1:]
+    return (
+        f"Field {'/'.join(steps)} ({column.kind}): no longer in the form; "
+        "from reports made with an earlier version."
+    )
+
+
+def formview_descriptions(conn: psycopg.Connection, spec: FormviewSpec) -> dict[str, str]:
+    """Each column of the formview described from its form as it is now: the common columns,
+    each field's label, type and choices, and the columns kept for fields the form dropped."""
+    row = conn.execute(
+        "SELECT xml FROM raw.couchdb_form_xml WHERE source = %s AND _id = %s", (spec.source, spec.doc_id)
+    ).fetchone()
+    known = known_columns(conn, spec.view)
+    # A column kept for a field newer form versions dropped (columns once seen stay).
+    kept = {
+        column.name: dropped_field_description(column, repeat=spec.repeat is not None) for column in known
+    }
+    fields = column_descriptions(row[0], known, repeat=spec.repeat) if row is not None else {}
+    return {**kept, **common_column_descriptions(repeat=spec.repeat is not None), **fields}
 
 
 FormviewLayout = tuple[FormviewSpec, XForm, list[Column]]
@@ -234,7 +363,8 @@ def input_entries(
         obj = SqlObject.from_sql(
             use_input.view, sql, layer=use_input.layer, path=use_input.source, config=config
         )
-        entries.append(static_entry(obj))
+        descriptions = input_descriptions(use_input, columns.get(use_input.formview, ()))
+        entries.append(static_entry(obj, descriptions))
     return entries, dict(notes)
 
 
@@ -268,10 +398,17 @@ def waiting_for(graph: SqlGraph, awaited: set[str]) -> dict[str, tuple[str, ...]
 
 
 def build_catalog(
-    forms: Sequence[FormDoc], known: KnownColumns = NO_COLUMNS, *, sql_root: Path = SQL_ROOT
+    forms: Sequence[FormDoc],
+    known: KnownColumns = NO_COLUMNS,
+    *,
+    sql_root: Path = SQL_ROOT,
+    schemas: Mapping[str, str] = NO_SCHEMAS,
+    language: str | None = None,
 ) -> ViewCatalog:
-    """Every SQL file plus the generated objects; raises SqlGraphError (file and line) when
-    the SQL does not parse, names an unknown relation or makes a cycle."""
+    """Every SQL file plus the generated objects, each in the schema `schemas` gives its layer
+    (default public), `dashboard_language()` returning `language` (DASHBOARD_LANGUAGE; None:
+    the deployment's locale); raises SqlGraphError (file and line) when the SQL does not parse, names an
+    unknown relation or makes a cycle."""
     files = read_sql_dir(sql_root)
     file_names = {sql_file.name for sql_file in files}
     layouts = formview_layouts(forms, known, file_names)
@@ -280,9 +417,15 @@ def build_catalog(
     formview_columns_now = {spec.view: columns for spec, _, columns in layouts}
     # The hierarchy is generated over the contact views: only where the folder has them.
     hierarchy = [hierarchy_entry()] if file_names >= HIERARCHY_INPUTS else []
+    # The language function: only where some SQL calls it.
+    language_fn = [language_entry(language)] if any(LANGUAGE_CALL.search(f.text) for f in files) else []
     relations = file_names | {entry.name for entry in formviews}
     inputs_now, input_gaps = input_entries(inputs, formview_columns_now, relations)
-    generated = [entry for entry in (*hierarchy, *formviews, *inputs_now) if entry.name not in file_names]
+    generated = [
+        entry
+        for entry in (*hierarchy, *language_fn, *formviews, *inputs_now)
+        if entry.name not in file_names
+    ]
     known_names = file_names | {entry.name for entry in generated}
     # A formview the SQL reads whose form this deployment lacks: an external relation with no
     # asset behind it, so that what reads it waits instead of failing the whole code location.
@@ -299,7 +442,9 @@ def build_catalog(
     for name in graph.order():
         obj = with_notes(graph.objects[name], input_gaps.get(name, ()))
         build_for = build_fors.get(name) or static_entry(obj).build_for
-        entries[name] = CatalogEntry(obj, build_for, absent[name])
+        if DICTIONARY_RELATIONS.keys() & set(obj.depends_on):
+            build_for = with_dictionary_tables(build_for)
+        entries[name] = CatalogEntry(obj, build_for, absent[name], schemas.get(obj.layer, "public"))
     order = {name: index for index, name in enumerate(graph.order())}
     dependents = {
         name: tuple(sorted(graph.downstream(name), key=order.__getitem__)) for name in graph.order()
@@ -338,7 +483,17 @@ def deployment_catalog(settings: Settings, *, sql_root: Path = SQL_ROOT) -> View
     couch = [
         CouchClient(settings.couchdb_url, db, timeout=10, connect_timeout=3) for db in settings.couchdb_dbs
     ]
-    return build_catalog(*deployment_forms(settings.postgres_url, couch), sql_root=sql_root)
+    return build_catalog(
+        *deployment_forms(settings.postgres_url, couch),
+        sql_root=sql_root,
+        schemas=layer_schemas(settings),
+        language=settings.dashboard_language,
+    )
+
+
+def layer_schemas(settings: Settings) -> dict[str, str]:
+    """BASE_SCHEMA: cht-pipeline's base models where the deployment's queries look for them."""
+    return {BASE_LAYER: settings.base_schema}
 
 
 def absent_relations(conn: psycopg.Connection, names: Sequence[str]) -> list[str]:
@@ -354,6 +509,8 @@ def refresh_entry(
     missing = absent_relations(conn, entry.waiting_for)
     if missing:
         raise AbsentInput(f"waiting for {', '.join(missing)}")
-    built = entry.build_for(conn)
-    dependents = [(dep.name, partial(dep.build_for, conn)) for dep in catalog.dependents(name)]
+    if catalog.search_path:
+        conn.execute("SELECT set_config('search_path', %s, false)", (catalog.search_path,))
+    built = entry.build(conn)
+    dependents = [(dep.name, dep.schema, partial(dep.build, conn)) for dep in catalog.dependents(name)]
     return built, refresh(conn, built, dependents)

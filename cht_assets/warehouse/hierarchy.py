@@ -11,6 +11,7 @@ import psycopg
 from cht_assets.sqlnames import quote_ident, quote_literal, safe_identifier
 
 HIERARCHY_VIEW = "contactview_hierarchy"
+HIERARCHY_DESCRIPTION = "Every contact with its ancestors and one uuid/name column pair per place type."
 FIXED_COLUMNS = (
     "uuid", "name", "contact_type", "is_person", "parent_uuid", "ancestor_uuids", "depth", "place_uuid", "area_uuids",
 )  # fmt: skip
@@ -70,3 +71,28 @@ def place_types(conn: psycopg.Connection) -> list[str]:
         *[t for t in BUILTIN_PLACE_TYPES if t in found],
         *[t for t in found if t not in BUILTIN_PLACE_TYPES],
     ]
+
+
+FIXED_DESCRIPTIONS = {
+    "uuid": "The contact's doc id (`_id`): a person or a place.",
+    "name": "The contact's name.",
+    "contact_type": "The contact's type: `contact_type` for configurable hierarchies, else its `type` (person, clinic, health_center, district_hospital).",
+    "is_person": "Whether the contact is a person (its type is a person type), not a place.",
+    "parent_uuid": "The doc id of the contact's parent place (`parent._id`).",
+    "ancestor_uuids": "The doc ids of the contact's ancestors, nearest first (`parent._id`, `parent.parent._id`, ...).",
+    "depth": "How many ancestors the contact has (0 for a top-level place).",
+    "place_uuid": "The place the contact belongs to: itself for a place, its parent for a person.",
+    "area_uuids": "Every place whose area holds the contact: its place and that place's ancestors (what dashboards filter and row-level security confines on).",
+}  # fmt: skip
+
+
+def hierarchy_descriptions(place_types: Sequence[str]) -> dict[str, str]:
+    """A description of every column `hierarchy_select(place_types)` makes."""
+    descriptions = dict(FIXED_DESCRIPTIONS)
+    for place_type, uuid_col, name_col in level_columns(place_types):
+        descriptions[uuid_col] = (
+            f"The doc id of the {place_type} place whose area holds the contact (itself if it is one); "
+            "NULL when none does."
+        )
+        descriptions[name_col] = f"The name of the {place_type} place whose area holds the contact."
+    return descriptions

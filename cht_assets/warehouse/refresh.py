@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import errors
 
 from cht_assets.replica.schema import committed_change_seq
-from cht_assets.sqlnames import quote_ident, safe_identifier
-from cht_assets.warehouse.state import read_state, save_state
+from cht_assets.sqlnames import quote_ident, quote_qualified, safe_identifier
+from cht_assets.warehouse.state import RefreshState, read_state, save_state
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,25 @@ class Buildable:
     # over all docs, and over the docs whose ids are bound to %(ids)s.
     cast_failures_sql: str = ""
     cast_failures_by_ids_sql: str = ""
+    # For rows that depend on other docs than their own (a contact's row holds its ancestors'
+    # names): a query over the table as it is (`{table}`), the changed doc ids bound as its one
+    # parameter, returning the doc keys of the other rows to rewrite along.
+    affected_sql: str = ""
+    gin_indexes: tuple[str, ...] = ()  # array columns searched by containment (RLS: area_uuids)
+    schema: str = "public"  # BASE_SCHEMA may put the base models in a schema of their own
+    description: str = ""  # COMMENT ON the relation (warehouse.comments)
+    # column -> description: COMMENT ON COLUMN, Dagster's column schema, Superset's datasets
+    column_descriptions: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def qualified(self) -> str:
+        return quote_qualified(self.schema, self.name)
 
 
-# The objects downstream of one, in build order, each with a way to produce its SQL: only
+# The objects downstream of one, in build order: name, schema and a way to produce its SQL, only
 # needed when the object must be dropped and recreated (CASCADE takes the dependent views that
 # exist along), so only built then.
-Dependents = Sequence[tuple[str, Callable[[], Buildable]]]
+Dependents = Sequence[tuple[str, str, Callable[[], Buildable]]]
 
 
 @dataclass(frozen=True)
@@ -53,21 +66,51 @@ class RefreshResult:
     rewritten_ids: tuple[str, ...] | None = None
 
 
-def relation_kind(conn: psycopg.Connection, name: str) -> str | None:
-    """'r' table, 'v' view, 'm' materialized view, or None, for `public.<name>`."""
+RELATION_KEYWORDS = {"r": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}
+
+
+def relation_kind(conn: psycopg.Connection, name: str, schema: str = "public") -> str | None:
+    """'r' table, 'v' view, 'm' materialized view, or None, for `<schema>.<name>`."""
     row = conn.execute(
         "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'public' AND c.relname = %s",
-        (name,),
+        "WHERE n.nspname = %s AND c.relname = %s",
+        (schema, name),
     ).fetchone()
     return row[0] if row else None
 
 
-def drop_relation(conn: psycopg.Connection, name: str) -> None:
-    kind = relation_kind(conn, name)
-    keyword = {"r": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}.get(kind or "")
+def drop_relation(conn: psycopg.Connection, name: str, schema: str = "public") -> None:
+    keyword = RELATION_KEYWORDS.get(relation_kind(conn, name, schema) or "")
     if keyword:
-        conn.execute(f"DROP {keyword} {quote_ident(name)} CASCADE")
+        conn.execute(f"DROP {keyword} {quote_qualified(schema, name)} CASCADE")
+
+
+def relocate(conn: psycopg.Connection, obj: Buildable) -> None:
+    """Move the object into its schema when it was built in another one (BASE_SCHEMA set,
+    changed or unset since): ALTER … SET SCHEMA keeps its rows, indexes and grants, and the
+    views reading it, so nothing is rebuilt. When that schema already holds a relation of the
+    name (cht-pipeline's own table, say), that one is taken over (rebuilt in place when its
+    columns match) and ours in the old schema goes."""
+    if (
+        obj.schema != "public"
+        and conn.execute("SELECT to_regnamespace(%s)", (obj.schema,)).fetchone()[0] is None
+    ):
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(obj.schema)}")
+    state = read_state(conn, obj.name)
+    if state is None or state.schema == obj.schema:
+        return
+    keyword = RELATION_KEYWORDS.get(relation_kind(conn, obj.name, state.schema) or "")
+    if not keyword:
+        return
+    if relation_kind(conn, obj.name, obj.schema) is None:
+        conn.execute(
+            f"ALTER {keyword} {quote_qualified(state.schema, obj.name)} SET SCHEMA {quote_ident(obj.schema)}"
+        )
+        conn.execute(
+            "UPDATE cht_meta.refresh_state SET schema = %s WHERE object = %s", (obj.schema, obj.name)
+        )
+    else:
+        drop_relation(conn, obj.name, state.schema)
 
 
 def shape(conn: psycopg.Connection, select_sql: str) -> list[tuple[str, int]]:
@@ -81,20 +124,21 @@ def lock(conn: psycopg.Connection, name: str) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(hashtext('cht_assets.refresh'), hashtext(%s))", (name,))
 
 
-def count_rows(conn: psycopg.Connection, name: str) -> int:
-    return conn.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchone()[0]
+def count_rows(conn: psycopg.Connection, obj: Buildable) -> int:
+    return conn.execute(f"SELECT count(*) FROM {obj.qualified}").fetchone()[0]
 
 
 def create_view(conn: psycopg.Connection, obj: Buildable) -> None:
-    conn.execute(f"CREATE OR REPLACE VIEW {quote_ident(obj.name)} AS\n{obj.sql}")
+    conn.execute(f"CREATE OR REPLACE VIEW {obj.qualified} AS\n{obj.sql}")
 
 
-def existing_views(conn: psycopg.Connection, dependents: Dependents) -> Dependents:
-    return [(name, build) for name, build in dependents if relation_kind(conn, name) == "v"]
+def existing_views(conn: psycopg.Connection, dependents: Dependents) -> list[Buildable]:
+    """The dependents that are views now, each built as it must be recreated."""
+    return [build() for name, schema, build in dependents if relation_kind(conn, name, schema) == "v"]
 
 
 def replace_cascading(
-    conn: psycopg.Connection, name: str, create: Callable[[], None], dependents: Dependents
+    conn: psycopg.Connection, obj: Buildable, create: Callable[[], None], dependents: Dependents
 ) -> None:
     """Drop `name` with the views that depend on it, create it anew and recreate those views,
     in the caller's transaction: readers wait for the commit, they never miss a relation."""
@@ -103,36 +147,40 @@ def replace_cascading(
     # the relations under it, and `DROP <name> CASCADE` alone would lock the other way round
     # (the table, then each view), so a reader holding a view and waiting for the table
     # deadlocked with the rebuild (seen with 20 readers; tests/hostile). Same lock order now.
-    for view_name, _ in reversed(dropped):
-        conn.execute(f"DROP VIEW IF EXISTS {quote_ident(view_name)} CASCADE")
-    drop_relation(conn, name)
+    for view in reversed(dropped):
+        conn.execute(f"DROP VIEW IF EXISTS {view.qualified} CASCADE")
+    drop_relation(conn, obj.name, obj.schema)
     create()
-    for _, build in dropped:
-        create_view(conn, build())
+    for view in dropped:
+        create_view(conn, view)
 
 
 def refresh_view(conn: psycopg.Connection, obj: Buildable, dependents: Dependents) -> str:
     with conn.transaction():
         lock(conn, obj.name)
-        kind = relation_kind(conn, obj.name)
+        relocate(conn, obj)
+        kind = relation_kind(conn, obj.name, obj.schema)
         if kind == "v" and is_current(conn, obj):
             return "unchanged"  # a view is always as fresh as what it reads: nothing to do
         if kind not in (None, "v"):
-            drop_relation(conn, obj.name)
+            drop_relation(conn, obj.name, obj.schema)
         try:
             with conn.transaction():
                 create_view(conn, obj)
             return "created" if kind is None else "replaced"
         except (errors.InvalidTableDefinition, errors.DatatypeMismatch, errors.FeatureNotSupported):
             # Columns removed, renamed or retyped: CREATE OR REPLACE cannot.
-            replace_cascading(conn, obj.name, lambda: create_view(conn, obj), dependents)
+            replace_cascading(conn, obj, lambda: create_view(conn, obj), dependents)
             return "created"
 
 
 def is_current(conn: psycopg.Connection, obj: Buildable) -> bool:
     """Whether the object was last built from this very SQL."""
-    state = read_state(conn, obj.name)
-    return state is not None and state.code_version == obj.code_version
+    return built_from(read_state(conn, obj.name), obj)
+
+
+def built_from(state: RefreshState | None, obj: Buildable) -> bool:
+    return state is not None and (state.code_version, state.schema) == (obj.code_version, obj.schema)
 
 
 def refresh_function(conn: psycopg.Connection, obj: Buildable) -> str:
@@ -140,8 +188,8 @@ def refresh_function(conn: psycopg.Connection, obj: Buildable) -> str:
         lock(conn, obj.name)
         exists = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-            "WHERE n.nspname = 'public' AND p.proname = %s)",
-            (obj.name,),
+            "WHERE n.nspname = %s AND p.proname = %s)",
+            (obj.schema, obj.name),
         ).fetchone()[0]
         if exists and is_current(conn, obj):
             return "unchanged"
@@ -151,7 +199,7 @@ def refresh_function(conn: psycopg.Connection, obj: Buildable) -> str:
 
 def create_table(conn: psycopg.Connection, obj: Buildable) -> int:
     """Create the table with its indexes; returns its row count."""
-    table = quote_ident(obj.name)
+    table = obj.qualified
     rows = conn.execute(f"CREATE TABLE {table} AS\n{obj.sql}").rowcount
     unique = safe_identifier(f"{obj.name}_{'_'.join(obj.unique_key)}_key")
     conn.execute(
@@ -160,6 +208,9 @@ def create_table(conn: psycopg.Connection, obj: Buildable) -> int:
     for columns in obj.indexes:
         index = safe_identifier(f"{obj.name}_{'_'.join(columns)}_idx")
         conn.execute(f"CREATE INDEX {quote_ident(index)} ON {table} ({', '.join(map(quote_ident, columns))})")
+    for column in obj.gin_indexes:
+        index = safe_identifier(f"{obj.name}_{column}_gin")
+        conn.execute(f"CREATE INDEX {quote_ident(index)} ON {table} USING gin ({quote_ident(column)})")
     return rows
 
 
@@ -167,10 +218,10 @@ def rebuild_table(conn: psycopg.Connection, obj: Buildable, dependents: Dependen
     """Everything again: in place when the columns are unchanged (readers keep the old rows
     until commit), else a new table that replaces the old one in the same transaction.
     Returns the mode and the rows the table now holds."""
-    if relation_kind(conn, obj.name) == "r" and shape(conn, obj.sql) == shape(
-        conn, f"TABLE {quote_ident(obj.name)}"
+    if relation_kind(conn, obj.name, obj.schema) == "r" and shape(conn, obj.sql) == shape(
+        conn, f"TABLE {obj.qualified}"
     ):
-        table = quote_ident(obj.name)
+        table = obj.qualified
         conn.execute(f"DELETE FROM {table}")
         return "rebuilt", conn.execute(f"INSERT INTO {table} SELECT * FROM ({obj.sql}) AS m").rowcount
     rows = 0
@@ -179,7 +230,7 @@ def rebuild_table(conn: psycopg.Connection, obj: Buildable, dependents: Dependen
         nonlocal rows
         rows = create_table(conn, obj)
 
-    replace_cascading(conn, obj.name, create, dependents)
+    replace_cascading(conn, obj, create, dependents)
     return "created", rows
 
 
@@ -207,24 +258,33 @@ def refresh_incremental(
     upto = committed_change_seq(conn)
     with conn.transaction():
         lock(conn, obj.name)
+        relocate(conn, obj)
         state = read_state(conn, obj.name)
-        current = relation_kind(conn, obj.name) == "r" and state and state.code_version == obj.code_version
+        current = built_from(state, obj) and relation_kind(conn, obj.name, obj.schema) == "r"
         if not current:
             mode, rows = rebuild_table(conn, obj, dependents)
             result = IncrementalResult(mode, rows)
         else:
-            ids = changed_doc_ids(conn, state.change_seq, upto)
-            rows = state.row_count if state.row_count is not None else count_rows(conn, obj.name)
+            ids = with_affected(conn, obj, changed_doc_ids(conn, state.change_seq, upto))
+            rows = state.row_count if state.row_count is not None else count_rows(conn, obj)
             result = IncrementalResult("unchanged", rows, (), ())
             if ids:
                 result = rewrite_rows(conn, obj, ids, rows)
-        save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, upto, result.rows)
+        save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, upto, result.rows, obj.schema)
     return result
+
+
+def with_affected(conn: psycopg.Connection, obj: Buildable, ids: list[str]) -> list[str]:
+    """The changed doc ids and the keys of the rows that depend on them (`affected_sql`)."""
+    if not ids or not obj.affected_sql:
+        return ids
+    affected = conn.execute(obj.affected_sql.replace("{table}", obj.qualified), (ids,)).fetchall()
+    return sorted(set(ids) | {row[0] for row in affected})
 
 
 def rewrite_rows(conn: psycopg.Connection, obj: Buildable, ids: list[str], rows: int) -> IncrementalResult:
     """Delete the rows of the changed docs and insert them again from the SQL."""
-    table, key = quote_ident(obj.name), quote_ident(obj.doc_key)
+    table, key = obj.qualified, quote_ident(obj.doc_key)
     deleted = conn.execute(f"DELETE FROM {table} WHERE {key} = ANY(%s) RETURNING {key}", (ids,)).fetchall()
     inserted = conn.execute(f"INSERT INTO {table} {keyed_select(obj)} RETURNING {key}", (ids,)).fetchall()
     rewritten = tuple(sorted({row[0] for row in deleted} | {row[0] for row in inserted}))
@@ -260,6 +320,6 @@ def refresh(conn: psycopg.Connection, obj: Buildable, dependents: Dependents = (
         raise ValueError(f"{obj.name}: unknown kind {obj.kind!r} (view, incremental or function)")
     if obj.kind != "incremental":
         with conn.transaction():
-            save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, 0, rows)
+            save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, 0, rows, obj.schema)
     changed = -1 if ids is None else len(ids)
     return RefreshResult(obj.name, mode, changed, rows, time.monotonic() - started, ids, rewritten)

@@ -1,7 +1,8 @@
 """PostgreSQL roles for reading the warehouse: the read-only role Superset connects as and the one
 analysts log in as.
 
-Both are read-only (`default_transaction_read_only`, no write grants, no role memberships). They
+Both are read-only (`default_transaction_read_only`, no write grants, no role memberships), with a
+`statement_timeout` so that a runaway query is cancelled (READER_STATEMENT_TIMEOUT). They
 get USAGE on the view schemas and SELECT on the view-layer relations only (`contactview_*`,
 `formview_*`, `useview_*` by default, plus the published datasets). Never anything in `raw`, and
 never `public`'s couch2pg compatibility views, which expose raw docs (`_users` included). Grants
@@ -17,9 +18,11 @@ from dataclasses import dataclass, field
 import psycopg
 
 from cht_assets.sqlnames import quote_ident, quote_literal, quote_qualified
-from cht_assets.warehouse.catalog import SQL_ROOT
+from cht_assets.warehouse.catalog import BASE_LAYER, SQL_ROOT
+from cht_assets.warehouse.dictionary import CHOICES_TABLE, FIELDS_TABLE
 
-BASE_LAYER = "base"  # cht-pipeline's base models: readers' queries name them as cht-pipeline does
+# The data dictionary's tables (public): what every column and choice code means.
+DICTIONARY_TABLES = frozenset({FIELDS_TABLE, CHOICES_TABLE})
 
 FORBIDDEN_SCHEMAS = frozenset({"raw", "pg_catalog", "information_schema"})
 
@@ -32,6 +35,9 @@ class RoleError(ValueError):
 class PgRole:
     name: str
     password: str | None = field(default=None, repr=False)  # None: NOLOGIN (a group role)
+    # Cancels a reader's runaway query (one bad chart would otherwise pin a core after Superset
+    # gave up on it); 0: no limit. READER_STATEMENT_TIMEOUT in the pipeline.
+    statement_timeout_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,11 +69,44 @@ def ensure_pg_role(conninfo: str, role: PgRole) -> bool:
                 )
                 login = f"LOGIN PASSWORD {quote_literal(verifier.decode())}"
             conn.execute(f"ALTER ROLE {ident} WITH {attributes} {login}")
-            conn.execute(f"ALTER ROLE {ident} SET default_transaction_read_only = on")
+            apply_role_settings(conn, role.name, reader_settings(role))
             return created
     except psycopg.Error as error:
         primary = error.diag.message_primary or type(error).__name__
         raise RoleError(f"could not set up PostgreSQL role {role.name!r}: {primary}") from None
+
+
+def reader_settings(role: PgRole) -> dict[str, str]:
+    """The session defaults a read-only role logs in with (PostgreSQL's own spelling, as
+    pg_db_role_setting keeps them)."""
+    timeout = max(0, role.statement_timeout_seconds)
+    return {
+        "default_transaction_read_only": "on",
+        # Whole seconds in ms, as PostgreSQL stores a unitless value: comparing stays exact.
+        "statement_timeout": str(timeout * 1000),
+    }
+
+
+def role_settings(conn: psycopg.Connection, name: str) -> dict[str, str]:
+    """What `ALTER ROLE name SET ...` has set for every database."""
+    rows = conn.execute(
+        """
+        SELECT unnest(s.setconfig) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+        WHERE r.rolname = %s AND s.setdatabase = 0
+        """,
+        (name,),
+    ).fetchall()
+    return dict(row[0].split("=", 1) for row in rows)
+
+
+def apply_role_settings(conn: psycopg.Connection, name: str, wanted: dict[str, str]) -> list[str]:
+    """ALTER ROLE ... SET only the settings that differ (a rerun changes nothing); the names of
+    those changed. Sessions opened afterwards get them; open ones keep theirs."""
+    current = role_settings(conn, name)
+    changed = [key for key, value in wanted.items() if current.get(key) != value]
+    for key in changed:
+        conn.execute(f"ALTER ROLE {quote_ident(name)} SET {key} = {quote_literal(wanted[key])}")
+    return changed
 
 
 @dataclass(frozen=True)
@@ -80,19 +119,25 @@ class GrantChanges:
 
 
 def view_relations(
-    conn: psycopg.Connection, schemas: Sequence[str], prefixes: Sequence[str]
+    conn: psycopg.Connection, schemas: Sequence[str], prefixes: Sequence[str], base_schema: str = "public"
 ) -> set[tuple[str, str]]:
-    """Relations of the view layers: in `schemas`, named with one of `prefixes`, or one of
-    cht-pipeline's base models (`sql/base/`, names without a prefix: `contact`, `"user"`, ...)."""
+    """Relations of the view layers: in `schemas`, named with one of `prefixes`, and
+    cht-pipeline's base models (`sql/base/`, names without a prefix: `contact`, `"user"`, ...)
+    in `base_schema` (BASE_SCHEMA), and the data dictionary's tables."""
     names = base_model_names()
     rows = conn.execute(
         """
         SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND n.nspname = ANY(%s)
         """,
-        (list(schemas),),
+        ([*schemas, base_schema],),
     ).fetchall()
-    return {(s, r) for s, r in rows if r in names or any(r.startswith(p) for p in prefixes)}
+    return {
+        (s, r)
+        for s, r in rows
+        if (s == base_schema and r in names)
+        or (s in schemas and (r in DICTIONARY_TABLES or any(r.startswith(p) for p in prefixes)))
+    }
 
 
 def base_model_names() -> frozenset[str]:
@@ -174,17 +219,32 @@ def sync_database_roles(
     view_schemas: Sequence[str],
     view_prefixes: Sequence[str],
     published: Iterable[tuple[str, str]] = (),
+    base_schema: str = "public",
 ) -> list[GrantChanges]:
-    """Both roles exist, and read exactly the view layers plus the `published` relations."""
+    """Both roles exist, and read exactly the view layers plus the `published` relations; the
+    base models in `base_schema`, which their search_path includes so that cht-pipeline's
+    queries find them by name."""
     with psycopg.connect(conninfo) as conn:
-        allowed = view_relations(conn, view_schemas, view_prefixes)
+        allowed = view_relations(conn, view_schemas, view_prefixes, base_schema)
     allowed |= set(published)
     changes = []
     for role in (roles.superset, roles.analyst):
         ensure_pg_role(conninfo, role)
+        set_search_path(conninfo, role.name, base_schema)
         changes.append(sync_pg_grants(conninfo, role.name, allowed))
     changes.append(restrict_public(conninfo))
     return changes
+
+
+def set_search_path(conninfo: str, role: str, base_schema: str) -> None:
+    """`"$user", public, <base_schema>` for a reader's new sessions (PostgreSQL's default path
+    when the base models are in public)."""
+    ident = quote_ident(role)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if base_schema == "public":
+            conn.execute(f"ALTER ROLE {ident} RESET search_path")
+        else:
+            conn.execute(f'ALTER ROLE {ident} SET search_path = "$user", public, {quote_ident(base_schema)}')
 
 
 # Functions that create large objects: persistent writes any role may make through PUBLIC.

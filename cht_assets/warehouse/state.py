@@ -19,12 +19,14 @@ CREATE TABLE IF NOT EXISTS cht_meta.refresh_state (
     refreshed_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE cht_meta.refresh_state IS 'Last refresh of every view-layer object.';
+-- Where the object is (BASE_SCHEMA moves the base models); added after the first release.
+ALTER TABLE cht_meta.refresh_state ADD COLUMN IF NOT EXISTS schema text NOT NULL DEFAULT 'public';
 """
 META_LOCK_KEY = 7_146_003
 # What SQL may read of it (useview_refresh_status does).
 META_RELATIONS: dict[str, tuple[str, ...]] = {
     "cht_meta.refresh_state": (
-        "object", "layer", "kind", "code_version", "change_seq", "row_count", "refreshed_at",
+        "object", "layer", "kind", "code_version", "change_seq", "row_count", "refreshed_at", "schema",
     ),
 }  # fmt: skip
 
@@ -35,11 +37,13 @@ class RefreshState:
     change_seq: int
     row_count: int | None
     refreshed_at: datetime
+    schema: str = "public"
 
 
 def ensure_meta_schema(conn: psycopg.Connection) -> None:
     # Checked first: the DDL takes locks and writes the catalog, on every step otherwise.
-    if conn.execute("SELECT to_regclass('cht_meta.refresh_state')").fetchone()[0] is not None:
+    present = "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('cht_meta.refresh_state') AND attname = 'schema'"
+    if conn.execute(present).fetchone() is not None:
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (META_LOCK_KEY,))
@@ -48,7 +52,8 @@ def ensure_meta_schema(conn: psycopg.Connection) -> None:
 
 def read_state(conn: psycopg.Connection, name: str) -> RefreshState | None:
     row = conn.execute(
-        "SELECT code_version, change_seq, row_count, refreshed_at FROM cht_meta.refresh_state WHERE object = %s",
+        "SELECT code_version, change_seq, row_count, refreshed_at, schema FROM cht_meta.refresh_state "
+        "WHERE object = %s",
         (name,),
     ).fetchone()
     return RefreshState(*row) if row else None
@@ -62,14 +67,16 @@ def save_state(
     code_version: str,
     change_seq: int,
     row_count: int | None,
+    schema: str = "public",
 ) -> None:
     conn.execute(
         """
-        INSERT INTO cht_meta.refresh_state (object, layer, kind, code_version, change_seq, row_count, refreshed_at)
-        VALUES (%s, %s, %s, %s, %s, %s, now())
+        INSERT INTO cht_meta.refresh_state
+            (object, layer, kind, code_version, change_seq, row_count, refreshed_at, schema)
+        VALUES (%s, %s, %s, %s, %s, %s, now(), %s)
         ON CONFLICT (object) DO UPDATE SET layer = excluded.layer, kind = excluded.kind,
             code_version = excluded.code_version, change_seq = excluded.change_seq,
-            row_count = excluded.row_count, refreshed_at = now()
+            row_count = excluded.row_count, refreshed_at = now(), schema = excluded.schema
         """,
-        (name, layer, kind, code_version, change_seq, row_count),
+        (name, layer, kind, code_version, change_seq, row_count, schema),
     )

@@ -3,6 +3,7 @@ would: definitions built from the environment, formviews discovered from the dat
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import dagster as dg
 import pytest
 
 from cht_assets.couch.client import CouchClient
+from cht_assets.defs.dictionary import build_dictionary_assets
 from cht_assets.defs.raw import build_raw_assets
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
 from tests.support import dagster as support
@@ -48,6 +50,9 @@ def new_deployment(couch_url: str, pg_url: str, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("COUCHDB_DBS", ",".join(deployment.dbs))
     monkeypatch.setenv("COUCHDB_URL", couch_url)
     monkeypatch.setenv("POSTGRES_URL", pg_url)
+    # The data dictionary asset (form_choices, which the use views' choice labels read) writes its
+    # page here, never into the checkout's .demo/.
+    monkeypatch.setenv("DICTIONARY_DIR", tempfile.mkdtemp(prefix=f"dictionary-{deployment.prefix}-"))
     return deployment
 
 
@@ -62,13 +67,17 @@ def new_empty_deployment(couch_url: str, pg_url: str, monkeypatch: pytest.Monkey
 def materialize_all(
     deployment: Deployment, *, raise_on_error: bool = True
 ) -> tuple[dg.ExecuteInProcessResult, dg.ExecuteInProcessResult]:
-    """Raw first, then everything with definitions loaded anew (formviews of the synced forms).
-    Both runs' results: the raw run holds the new docs' checks."""
+    """Raw first, then everything with definitions loaded anew (formviews of the synced forms)
+    and the data dictionary (its `form_choices` give the use views' choice labels). Both runs'
+    results: the raw run holds the new docs' checks."""
     resources = deployment.resources()
     with support.dagster_instance() as instance:
         raw = support.materialize(build_raw_assets(), resources, instance=instance)
         full = support.materialize(
-            support.location_assets(), resources, instance=instance, raise_on_error=raise_on_error
+            [*support.location_assets(), *build_dictionary_assets()],
+            resources,
+            instance=instance,
+            raise_on_error=raise_on_error,
         )
     return raw, full
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -25,8 +26,9 @@ from cht_assets.defs.raw import build_raw_assets
 from cht_assets.defs.views import build_view_assets
 from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, load_deployment
-from cht_assets.sqlnames import quote_ident
-from cht_assets.warehouse.catalog import build_catalog
+from cht_assets.settings import load_settings
+from cht_assets.sqlnames import quote_qualified
+from cht_assets.warehouse.catalog import build_catalog, layer_schemas
 from cht_assets.warehouse.roles import DbRoles, PgRole, sync_database_roles
 from tests.integration.pipeline import SUFFIXES, Deployment, metadata, new_empty_deployment
 from tests.integration.test_cht_sample_docs import load, sample_docs
@@ -57,7 +59,8 @@ def materialize_base(deployment: Deployment) -> dg.ExecuteInProcessResult:
     resources = deployment.resources()
     with support.dagster_instance() as instance:
         support.materialize(build_raw_assets(), resources, instance=instance)
-        assets = [*build_raw_assets(), *build_view_assets(build_catalog([]))]
+        catalog = build_catalog([], schemas=layer_schemas(load_settings()))
+        assets = [*build_raw_assets(), *build_view_assets(catalog)]
         selection = [
             asset.key
             for asset in assets
@@ -84,19 +87,21 @@ def saved_timestamps(pg_url: str) -> dict[tuple[str, str], datetime]:
         return {(source, doc_id): saved for source, doc_id, saved in rows.fetchall()}
 
 
-def table_rows(pg_url: str, relation: str) -> list[Row]:
+def table_rows(pg_url: str, relation: str, schema: str = "public") -> list[Row]:
     with psycopg.connect(pg_url, row_factory=dict_row) as conn:
-        return conn.execute(f"SELECT * FROM {quote_ident(relation)}").fetchall()  # noqa: S608 - our names
+        return conn.execute(f"SELECT * FROM {quote_qualified(schema, relation)}").fetchall()  # noqa: S608
 
 
-def assert_tables_equal_oracle(deployment: Deployment) -> tuple[dict[str, list[Row]], list[Sourced]]:
+def assert_tables_equal_oracle(
+    deployment: Deployment, schema: str = "public"
+) -> tuple[dict[str, list[Row]], list[Sourced]]:
     """Every row and column of every base relation against the oracle; returns the oracle and
     the docs it was computed from."""
     docs = couch_docs(deployment)
     expected = base_rows(docs, saved_timestamps(deployment.pg_url))
     for relation in RELATIONS:
         key = KEYS.get(relation, "uuid")
-        actual = {row[key]: row for row in table_rows(deployment.pg_url, relation)}
+        actual = {row[key]: row for row in table_rows(deployment.pg_url, relation, schema)}
         wanted = {row[key]: row for row in expected[relation]}
         assert sorted(actual, key=str) == sorted(wanted, key=str), relation
         wrong = {k: (actual[k], row) for k, row in wanted.items() if actual[k] != row}
@@ -123,14 +128,14 @@ def assert_checks(
             assert evaluation.passed, (name, evaluation.metadata)
 
 
-def assert_contract(pg_url: str) -> None:
+def assert_contract(pg_url: str, schema: str = "public") -> None:
     types = CONTRACT["dbt_types"]
     with psycopg.connect(pg_url) as conn:
         for relation, columns in CONTRACT["relations"].items():
             found = conn.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
-                (relation,),
+                "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+                (schema, relation),
             ).fetchall()
             assert found == [(name, types[dbt_type]) for name, dbt_type in columns.items()], relation
 
@@ -216,24 +221,26 @@ def assert_one_row_per_id(deployment: Deployment, expected: dict[str, list[Row]]
     assert len(expected["user"]) == 5 and len(expected["telemetry"]) == 7 and len(expected["feedback"]) == 2
 
 
-def analyst_url(pg_url: str) -> str:
+def analyst_url(pg_url: str, base_schema: str = "public") -> str:
     """A connection as the read-only analyst role, with the grants the pipeline gives it (the
     test servers trust local connections: this tests privileges, not passwords)."""
     suffix = uuid.uuid4().hex[:8]
     roles = DbRoles(PgRole(f"superset_{suffix}", "x"), PgRole(f"analyst_{suffix}", "x"))
-    sync_database_roles(pg_url, roles, DEFAULT_VIEW_SCHEMAS, DEFAULT_VIEW_PREFIXES)
+    sync_database_roles(pg_url, roles, DEFAULT_VIEW_SCHEMAS, DEFAULT_VIEW_PREFIXES, base_schema=base_schema)
     return psycopg.conninfo.make_conninfo(pg_url, user=roles.analyst.name)
 
 
-def assert_cht_pipeline_query_runs(pg_url: str, expected: dict[str, list[Row]]) -> None:
+def assert_cht_pipeline_query_runs(
+    pg_url: str, expected: dict[str, list[Row]], schema: str = "public", *, qualified: bool = True
+) -> None:
     """SQL as dbt renders a cht-pipeline model over the base models ("database"."schema"."table",
-    `"user"` quoted), run by an analyst: per household, the reports its people submitted and the
-    users they are."""
-    with psycopg.connect(analyst_url(pg_url)) as conn:
+    `"user"` quoted; or names alone, found through the analyst's search_path), run by an
+    analyst: per household, the reports its people submitted and the users they are."""
+    with psycopg.connect(analyst_url(pg_url, schema)) as conn:
         database = conn.execute("SELECT current_database()").fetchone()[0]
 
         def ref(name: str) -> str:
-            return f'"{database}"."public"."{name}"'
+            return f'"{database}"."{schema}"."{name}"' if qualified else f'"{name}"'
 
         rows = conn.execute(
             f"""
@@ -266,3 +273,63 @@ def test_base_models_equal_the_oracle_on_generated_data(deployment: Deployment) 
     expected, docs = assert_tables_equal_oracle(deployment)
     assert_checks(result, expected, docs)
     assert all(expected[name] for name in RELATIONS), [name for name in RELATIONS if not expected[name]]
+
+
+def base_relations_by_schema(pg_url: str) -> dict[str, set[str]]:
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'v') AND c.relname = ANY(%s)",
+            (list(RELATIONS),),
+        ).fetchall()
+    found: dict[str, set[str]] = {}
+    for schema, relation in rows:
+        found.setdefault(schema, set()).add(relation)
+    return found
+
+
+def test_base_schema_holds_the_base_models_moved_not_rebuilt_and_back(
+    deployment: Deployment, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BASE_SCHEMA=v1 (cht-sync's schema) on a warehouse built in public: the models move there
+    with their rows (refreshed, not rebuilt), queries written for cht-pipeline run qualified or by
+    name alone, changes keep flowing; unset again, they move back."""
+    for suffix, docs in sample_databases(shared_dir / "cht-sample-docs").items():
+        load(deployment.client(suffix), docs)
+    materialize_base(deployment)
+    assert base_relations_by_schema(deployment.pg_url) == {"public": set(RELATIONS)}
+    # What cht-pipeline left in v1: its data_record (empty) and a model of the deployment's own on it.
+    with psycopg.connect(deployment.pg_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA v1")
+        conn.execute("CREATE TABLE v1.data_record AS TABLE public.data_record WITH NO DATA")
+        conn.execute(
+            "CREATE VIEW v1.reports_by_form AS SELECT form, count(*) AS n FROM v1.data_record GROUP BY form"
+        )
+        table_oid = conn.execute("SELECT 'v1.data_record'::regclass::oid").fetchone()[0]
+
+    monkeypatch.setenv("BASE_SCHEMA", "v1")
+    client = deployment.client()
+    report = next(doc for doc in couch_docs(deployment) if doc.doc.get("type") == "data_record").doc
+    assert "ok" in client.bulk_docs([{**client.get_doc(report["_id"]), "_deleted": True}])[0]
+    result = materialize_base(deployment)
+    assert base_relations_by_schema(deployment.pg_url) == {"v1": set(RELATIONS)}
+    modes = {name: metadata(result, name)["mode"] for name in RELATIONS}
+    assert modes.pop("data_record") == "rebuilt", "cht-pipeline's table taken over in place"
+    assert set(modes.values()) <= {"incremental", "unchanged"}, modes
+    assert metadata(result, "data_record")["dagster/table_name"] == "v1.data_record"
+    assert_contract(deployment.pg_url, "v1")
+    expected, docs = assert_tables_equal_oracle(deployment, "v1")
+    assert report["_id"] not in {row["uuid"] for row in expected["data_record"]}
+    assert_checks(result, expected, docs)
+    with psycopg.connect(deployment.pg_url) as conn:
+        assert conn.execute("SELECT 'v1.data_record'::regclass::oid").fetchone()[0] == table_oid
+        by_form = dict(conn.execute("SELECT form, n FROM v1.reports_by_form").fetchall())
+    assert by_form == dict(Counter(row["form"] for row in expected["data_record"]))
+    assert_cht_pipeline_query_runs(deployment.pg_url, expected, "v1")
+    assert_cht_pipeline_query_runs(deployment.pg_url, expected, "v1", qualified=False)
+
+    monkeypatch.delenv("BASE_SCHEMA")
+    result = materialize_base(deployment)
+    assert base_relations_by_schema(deployment.pg_url) == {"public": set(RELATIONS)}
+    assert {metadata(result, name)["mode"] for name in RELATIONS} <= {"incremental", "unchanged"}
+    assert_tables_equal_oracle(deployment)

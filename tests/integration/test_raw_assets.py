@@ -80,3 +80,23 @@ def test_credentials_never_reach_logs_or_metadata(pg_url: str, couch_server, dat
         text = "\n".join(str(record) for record in instance.all_logs(result.run_id))
     assert "401" in text and "'medic'" in text
     assert secret not in text
+
+
+def test_a_database_couchdb_lacks_is_reported_not_failed(
+    pg_url: str, couch_server, databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COUCHDB_DBS names a database this CouchDB does not have (a deployment without
+    medic-users-meta, a typo): its replica materializes empty, saying why; the others sync."""
+    monkeypatch.setenv("COUCHDB_DBS", "medic,medic-nowhere")
+    databases[0].bulk_docs([{"_id": "r1", "type": "data_record", "form": "pnc"}])
+    resources = {"couchdb": CouchDBResource(url=couch_server.url), "postgres": PostgresResource(url=pg_url)}
+    with dagster_instance() as instance:
+        result = dg.materialize(build_raw_assets(), resources=resources, instance=instance)
+        events = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
+        logs = [e.message for e in instance.all_logs(result.run_id) if e.message]
+    missing = events[raw_asset_key("medic-nowhere")]
+    assert "medic-nowhere" in missing["absent"].value and "HTTP 404" in missing["absent"].value
+    assert missing["dagster/row_count"].value == 0 and missing["changes_this_run"].value == 0
+    assert "absent" not in events[raw_asset_key("medic")]
+    assert events[raw_asset_key("medic")]["dagster/row_count"].value == 1
+    assert any("medic-nowhere: nothing replicated" in line for line in logs)

@@ -137,11 +137,13 @@ def break_hospital(conn: psycopg.Connection, deployment: Deployment) -> None:
 
 def break_reporting_chw(conn: psycopg.Connection, deployment: Deployment) -> None:
     # The hierarchy repeats a CHW: the activity join counts the CHW's reports twice.
-    duplicate_row(conn, "contactview_contact", "uuid = (SELECT chw FROM form_metadata ORDER BY uuid LIMIT 1)")
+    duplicate_row(
+        conn, "contactview_hierarchy", "uuid = (SELECT chw FROM form_metadata ORDER BY uuid LIMIT 1)"
+    )
 
 
 def break_area(conn: psycopg.Connection, deployment: Deployment) -> None:
-    duplicate_row(conn, "contactview_contact", "uuid = (SELECT min(area_uuid) FROM useview_population)")
+    duplicate_row(conn, "contactview_hierarchy", "uuid = (SELECT min(area_uuid) FROM useview_population)")
 
 
 def break_progress(conn: psycopg.Connection, deployment: Deployment) -> None:

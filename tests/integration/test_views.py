@@ -8,17 +8,23 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import dagster as dg
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from cht_assets.defs.views import load_catalog
 from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import apply_mutations, couch_clients, load_deployment
 from cht_assets.demo.xform import FORM_NAMES
+from cht_assets.warehouse.comments import comment_statements, read_comments
 from tests.integration.pipeline import Deployment, materialize, metadata, new_deployment
 from tests.support.oracles_maternal import maternal_oracle
 
 SEED, HOUSEHOLDS = 7, 40
+HEALTH_CENTER = (
+    "SELECT uuid FROM contactview_contact WHERE contact_type = 'health_center' ORDER BY uuid LIMIT 1"
+)
 CONTACT_TYPES = {"contact", "clinic", "district_hospital", "health_center", "person"}
 
 
@@ -151,10 +157,39 @@ def check_telemetry(deployment: Deployment) -> None:
     assert query(deployment.pg_url, "SELECT count(*) FROM useview_telemetry") == [(len(telemetry),)]
 
 
+def choice_words(xml: str, ref: str) -> dict[str, str]:
+    """code -> label of a select question written with plain labels (the demo's XForms)."""
+    question = re.search(rf'<select1 ref="{re.escape(ref)}">(.*?)</select1>', xml)[1]
+    return {
+        value: label
+        for label, value in re.findall(r"<item><label>([^<]*)</label><value>([^<]*)</value>", question)
+    }
+
+
+def check_choice_labels(deployment: Deployment, docs: list[dict]) -> None:
+    """The delivery views show the delivery form's own words for its codes (form_choices, from the
+    XForm; the locale is en, the demo's labels are plain), else the code."""
+    form = next(d for d in docs if d.get("internalId") == "delivery")
+    xml = deployment.client().get_attachment(form["_id"], "xml").decode()
+    places = choice_words(xml, "/data/delivery_outcome/delivery_place")
+    outcomes = choice_words(xml, "/data/condition/woman_outcome")
+    assert places["health_facility"] == "Health facility" and outcomes["alive_well"] == "Alive and well"
+    for view in ("useview_delivery", "useview_pregnancy"):
+        rows = query(
+            deployment.pg_url,
+            f"SELECT delivery_place, delivery_place_label, woman_outcome, woman_outcome_label FROM {view}",  # noqa: S608
+        )
+        assert any(row[0] for row in rows), view
+        for place, place_label, outcome, outcome_label in rows:
+            assert place_label == (places.get(place, place) if place else place), (view, place)
+            assert outcome_label == (outcomes.get(outcome, outcome) if outcome else outcome), (view, outcome)
+
+
 def check_all(deployment: Deployment) -> None:
     docs = deployment.docs()
     check_contacts(deployment, docs)
     check_reports(deployment, docs)
+    check_choice_labels(deployment, docs)
     check_formviews(deployment, docs)
     check_population(deployment, docs)
     check_telemetry(deployment)
@@ -181,8 +216,25 @@ def test_views_equal_python_and_follow_edits_and_deletes(deployment: Deployment)
     changed = metadata(second, "contactview_contact")
     assert changed["mode"] == "incremental" and changed["changed_docs"] > 0
 
+    # A health center renamed: every contact below it carries the new name (their docs unchanged).
+    client = deployment.client()
+    center = client.get_doc(query(deployment.pg_url, HEALTH_CENTER)[0][0])
+    assert "ok" in client.bulk_docs([{**center, "name": "Renamed ' center"}])[0]
     third = materialize(deployment)
-    assert metadata(third, "contactview_contact")["mode"] == "unchanged"
+    assert metadata(third, "formview_pregnancy")["rewritten_docs"] == 0
+    hierarchy = metadata(third, "contactview_hierarchy")
+    below = query(
+        deployment.pg_url,
+        f"SELECT count(*), count(*) FILTER (WHERE health_center_name = 'Renamed '' center') "
+        f"FROM contactview_hierarchy WHERE health_center_uuid = '{center['_id']}'",
+    )[0]
+    assert below[0] > 1 and below == (below[0], below[0])
+    assert (hierarchy["mode"], hierarchy["changed_docs"], hierarchy["rewritten_docs"]) == (
+        "incremental",
+        below[0],
+        below[0],
+    )
+    assert all(check.passed for check in third.get_asset_check_evaluations())
 
 
 def test_column_schema_and_lineage_metadata(deployment: Deployment) -> None:
@@ -199,6 +251,54 @@ def test_column_schema_and_lineage_metadata(deployment: Deployment) -> None:
     assert query(
         deployment.pg_url, "SELECT count(*) > 0 FROM useview_refresh_status WHERE refreshed_at <= now()"
     ) == [(True,)]
+    assert_column_descriptions(deployment, result)
+
+
+def assert_column_descriptions(deployment: Deployment, result: dg.ExecuteInProcessResult) -> None:
+    """Dagster's column schema shows the descriptions PostgreSQL holds as comments: a formview
+    column's question label (read from the XForm here), a hand-written use view's, a base
+    model's and the hierarchy's; every column of every view-layer object has one, and a
+    refresh of an unchanged warehouse would set none."""
+    form = next(d for d in deployment.docs() if d.get("internalId") == "pregnancy")
+    xml = deployment.client().get_attachment(form["_id"], "xml").decode()
+    label = re.search(
+        r'<select1 ref="/data/gestational_age/register_method/lmp_method"><label>([^<]+)</label>', xml
+    )[1]
+    column = "gestational_age_register_method_lmp_method"
+    described = {
+        name: {c.name: c.description for c in metadata(result, name)["dagster/column_schema"].columns}
+        for name in ("formview_pregnancy", "useview_pregnancy", "data_record", "contactview_hierarchy")
+    }
+    assert described["formview_pregnancy"][column].startswith(f"{label} (select1, field ")
+    words = choice_words(xml, "/data/gestational_age/register_method/lmp_method")
+    assert f"method_lmp = {words['method_lmp']}" in described["formview_pregnancy"][column]
+    assert described["formview_pregnancy"]["uuid"] == "The report's doc id (`_id`)."
+    assert described["useview_pregnancy"]["state"].startswith("As of today: delivered")
+    assert described["data_record"]["from_phone"].startswith("The phone number an SMS report came from")
+    assert "health_center place" in described["contactview_hierarchy"]["health_center_uuid"]
+    comments = dict(
+        query(
+            deployment.pg_url,
+            "SELECT c.relname || '.' || a.attname, col_description(c.oid, a.attnum) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname IN "
+            "('formview_pregnancy', 'useview_pregnancy', 'data_record', 'contactview_hierarchy') "
+            "AND a.attnum > 0 AND NOT a.attisdropped",
+        )
+    )
+    for name, columns in described.items():
+        assert all(comments[f"{name}.{c}"] == text for c, text in columns.items()), name
+    ((couchdb_doc,),) = query(deployment.pg_url, "SELECT col_description('public.couchdb'::regclass, 1)")
+    assert f"database {deployment.prefix}, {deployment.prefix}-sentinel" in couchdb_doc
+    catalog = load_catalog()
+    with psycopg.connect(deployment.pg_url, autocommit=True) as conn:
+        for entry in catalog:
+            if entry.obj.kind == "function" or entry.waiting_for:
+                continue
+            built = entry.build(conn)
+            held = read_comments(conn, built.qualified)
+            missing = [c.name for c in held.columns if not c.comment]
+            assert not missing, f"{entry.name}: no description for {missing}"
+            assert comment_statements(built, held) == [], entry.name
 
 
 BIND_TYPES = {"int": ["integer"], "decimal": ["numeric"], "date": ["date"],

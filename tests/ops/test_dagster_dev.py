@@ -42,8 +42,9 @@ GROUPS = {
     "useviews",
     "superset",
     "ops",
+    "dictionary",
 }
-VIEW_GROUPS = {"base", "compat", "functions", "contactviews", "formviews", "useviews"}
+VIEW_GROUPS = {"base", "compat", "functions", "contactviews", "formviews", "useviews", "dictionary"}
 SENSOR_SECONDS = 3
 ASSET_NODES = """
 { assetNodes {
@@ -81,6 +82,9 @@ class Stack:
 
     def raw_path(self, suffix: str) -> list[str]:
         return ["raw", self.db(suffix).replace("-", "_")]
+
+    def couchdb_path(self, suffix: str) -> list[str]:
+        return ["couchdb", self.db(suffix).replace("-", "_")]
 
     def query(self, sql: str, *params: object) -> list[tuple]:
         with psycopg.connect(self.pg_url) as conn:
@@ -169,7 +173,9 @@ def test_the_ui_shows_the_whole_graph(stack: Stack) -> None:
         "after upstream"
     )
     checks = {key: {c["name"]: c for c in n["assetChecksOrError"]["checks"]} for key, n in nodes.items()}
-    assert not checks[medic]["matches_couchdb"]["blocking"]
+    # The reconciliation is the CouchDB asset's check: no materialization of the replica runs it.
+    assert "matches_couchdb" not in checks[medic]
+    assert not checks["/".join(stack.couchdb_path("medic"))]["matches_couchdb"]["blocking"]
     assert "restores" in checks["ops/postgres_backup"]
     assert checks["formviews/form_metadata"]["unique_key"]["blocking"]
 
@@ -188,7 +194,11 @@ def test_the_ui_shows_the_whole_graph(stack: Stack) -> None:
         "RUNNING",
     )
     schedules = {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
-    assert schedules == {"daily_backups": "RUNNING", "full_pipeline": "STOPPED"}
+    assert schedules == {
+        "daily_backups": "RUNNING",
+        "daily_reconciliation": "RUNNING",
+        "full_pipeline": "STOPPED",
+    }
     daemons = {d["daemonType"]: d["healthy"] for d in data["instance"]["daemonHealth"]["allDaemonStatuses"]}
     assert daemons.get("FRESHNESS_DAEMON") is True and daemons.get("SENSOR") is True
 
@@ -266,7 +276,7 @@ def test_a_materialization_launched_from_the_ui_succeeds(stack: Stack) -> None:
 
 
 def test_a_failed_check_alerts_once_and_its_recovery_once(stack: Stack) -> None:
-    dev, db, path = stack.dev, stack.db("medic"), stack.raw_path("medic")
+    dev, db, path = stack.dev, stack.db("medic"), stack.couchdb_path("medic")
     subject = f"check {'/'.join(path)}:matches_couchdb"
     (lost,) = stack.query(
         "DELETE FROM raw.couchdb_docs WHERE _id = (SELECT _id FROM raw.couchdb_docs WHERE source = %s "

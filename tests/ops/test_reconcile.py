@@ -9,10 +9,12 @@ import psycopg
 import pytest
 
 from cht_assets.couch.client import CouchClient
-from cht_assets.defs.raw import build_raw_assets, raw_asset_key
-from cht_assets.defs.reconcile import CHECK_NAME, REPAIR_JOB, reconcile_checks, repair_job
+from cht_assets.defs.raw import build_raw_assets, couchdb_asset_key, raw_asset_key
+from cht_assets.defs.reconcile import CHECK_NAME, RECONCILE_JOB, REPAIR_JOB, reconcile_checks, repair_job
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
+from cht_assets.defs.schedules import RECONCILE_SCHEDULE, reconcile_schedule
 from cht_assets.replica.reconcile import ReconcileError, reconcile, repair
+from cht_assets.settings import load_ops_settings
 from tests.support.dagster import dagster_instance
 
 
@@ -27,20 +29,12 @@ def source(couch_db: CouchClient, pg_url: str, monkeypatch: pytest.MonkeyPatch) 
 
 
 def definitions(client: CouchClient, pg_url: str) -> dg.Definitions:
-    key = raw_asset_key(client.db)
-    raw = dg.AssetSelection.assets(key)
+    """The raw asset, its reconciliation and their jobs and schedule, as the code location wires them."""
     return dg.Definitions(
         assets=build_raw_assets(),
-        asset_checks=reconcile_checks((client.db,), "0 2 * * *"),
-        jobs=[
-            repair_job(),
-            dg.define_asset_job(
-                "replicate", selection=raw - dg.AssetSelection.checks(dg.AssetCheckKey(key, CHECK_NAME))
-            ),
-            dg.define_asset_job(
-                "reconcile", selection=dg.AssetSelection.checks(dg.AssetCheckKey(key, CHECK_NAME))
-            ),
-        ],
+        asset_checks=reconcile_checks((client.db,)),
+        jobs=[repair_job(), dg.define_asset_job("replicate", selection=[raw_asset_key(client.db)])],
+        schedules=[reconcile_schedule((client.db,), load_ops_settings())],
         resources={
             "couchdb": CouchDBResource(url=client.server_url),
             "postgres": PostgresResource(url=pg_url),
@@ -55,7 +49,7 @@ def replicate(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
 
 
 def run_check(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.AssetCheckEvaluation:
-    result = defs.resolve_job_def("reconcile").execute_in_process(instance=instance)
+    result = defs.resolve_job_def(RECONCILE_JOB).execute_in_process(instance=instance)
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.check_name == CHECK_NAME
     return evaluation
@@ -126,3 +120,49 @@ def test_repair_refuses_mass_tombstones_unless_forced(source: CouchClient, pg_ur
         assert (len(found.missing), len(found.extra)) == (1, 6)
         assert (done.fetched, done.tombstoned) == (1, 6)
         assert reconcile(pg_url, source, db).ok
+
+
+def materialize_select_all(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """What `dagster asset materialize --select '*'` does (dagster._cli.asset): the implicit job
+    of the selected assets, its checks left to Dagster's default."""
+    repository = defs.get_repository_def()
+    keys = dg.AssetSelection.from_coercible(["*"]).resolve(repository.asset_graph)
+    job = repository.get_implicit_job_def_for_assets(keys)
+    return job.execute_in_process(instance=instance, asset_selection=list(keys))
+
+
+def test_materializing_never_runs_the_reconciliation_its_schedule_and_an_explicit_run_do(
+    source: CouchClient, pg_url: str
+) -> None:
+    db = source.db
+    defs = definitions(source, pg_url)
+    check = dg.AssetCheckKey(couchdb_asset_key(db), CHECK_NAME)
+    with dagster_instance() as instance:
+        manual = materialize_select_all(defs, instance)
+        assert manual.success
+        assert [e.asset_key for e in manual.get_asset_materialization_events()] == [raw_asset_key(db)]
+        assert CHECK_NAME not in {e.check_name for e in manual.get_asset_check_evaluations()}
+        assert instance.get_latest_asset_check_evaluation_record(check) is None
+
+        # The schedule's tick asks for the reconciliation job, which runs the check alone.
+        schedule = defs.resolve_schedule_def(RECONCILE_SCHEDULE)
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+        assert schedule.cron_schedule == "0 2 * * *" and schedule.job_name == RECONCILE_JOB
+        (request,) = schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests
+        job = defs.resolve_job_def(schedule.job_name)
+        scheduled = job.execute_in_process(instance=instance, run_config=request.run_config)
+        assert scheduled.success and not scheduled.get_asset_materialization_events()
+        (evaluation,) = scheduled.get_asset_check_evaluations()
+        assert (evaluation.asset_key, evaluation.check_name, evaluation.passed) == (
+            check.asset_key,
+            CHECK_NAME,
+            True,
+        )
+
+        # Explicitly selected (the check's "Execute" in the UI is such a run): it runs.
+        only_the_check = defs.resolve_implicit_global_asset_job_def().get_subset(
+            asset_selection=set(), asset_check_selection={check}
+        )
+        explicit = only_the_check.execute_in_process(instance=instance)
+        assert [e.check_name for e in explicit.get_asset_check_evaluations()] == [CHECK_NAME]
+        assert instance.get_latest_asset_check_evaluation_record(check).run_id == explicit.run_id

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
 
 import dagster as dg
 import pytest
@@ -12,7 +18,8 @@ from cht_assets.defs.raw import build_raw_assets, couchdb_asset_key, raw_asset_k
 from cht_assets.defs.reconcile import CHECK_NAME as RECONCILE_CHECK
 from cht_assets.defs.reconcile import reconcile_checks
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
-from cht_assets.defs.sensors import DB_TAG, update_seq_sensor
+from cht_assets.defs.sensors import DB_TAG, UPDATE_SEQ_SENSOR, update_seq_sensor
+from cht_assets.servers.process import free_port
 from tests.support.dagster import dagster_instance
 
 
@@ -36,10 +43,10 @@ def tick(sensor: dg.SensorDefinition, defs: dg.Definitions, instance: dg.Dagster
 
 def test_a_moved_update_seq_requests_one_replication_per_seq(source: CouchClient) -> None:
     db, key = source.db, raw_asset_key(source.db)
-    sensor = update_seq_sensor((db,), 15)
+    sensor = update_seq_sensor((db,), 2)  # each tick watches for a change for up to 1 s
     defs = dg.Definitions(
         assets=build_raw_assets(),
-        asset_checks=reconcile_checks((db,), "0 2 * * *"),
+        asset_checks=reconcile_checks((db,)),
         sensors=[sensor],
         resources={"couchdb": CouchDBResource(url=source.server_url), "postgres": PostgresResource()},
     )
@@ -49,9 +56,10 @@ def test_a_moved_update_seq_requests_one_replication_per_seq(source: CouchClient
         seq = str(source.db_info()["update_seq"])
         assert request.run_key == f"{db}@{seq}"
         assert request.asset_selection == [key]
-        # The asset's own checks ride along; the daily reconciliation does not.
+        # The asset's own checks ride along; the daily reconciliation (the CouchDB asset's) does not.
         own_checks = defs.resolve_asset_graph().get_check_keys_for_assets({key})
-        assert set(request.asset_check_keys) == {c for c in own_checks if c.name != RECONCILE_CHECK}
+        assert set(request.asset_check_keys) == own_checks
+        assert RECONCILE_CHECK not in {c.name for c in request.asset_check_keys}
         assert request.tags[DB_TAG] == db
         assert json.loads(first.cursor) == {db: seq}
         (observation,) = first.asset_events
@@ -59,8 +67,12 @@ def test_a_moved_update_seq_requests_one_replication_per_seq(source: CouchClient
         assert observation.metadata["update_seq"].value == seq
         assert observation.metadata["doc_count"].value == 3
 
+        started = time.monotonic()
         idle = tick(sensor, defs, instance, first.cursor)
         assert not idle.run_requests and idle.cursor == first.cursor
+        # It watched for a change, then gave up on time (pouchdb-server ignores the longpoll's
+        # timeout: the client keeps the deadline).
+        assert 0.9 <= time.monotonic() - started < 10
 
         source.bulk_docs([{"_id": "new-report", "type": "data_record"}])
         moved = tick(sensor, defs, instance, first.cursor)
@@ -85,7 +97,7 @@ def test_an_unreachable_couchdb_is_logged_not_fatal(monkeypatch: pytest.MonkeyPa
 
     url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("COUCHDB_DBS", "medic")
-    sensor = update_seq_sensor(("medic",), 15)
+    sensor = update_seq_sensor(("medic",), 2)
     defs = dg.Definitions(
         assets=build_raw_assets(),
         sensors=[sensor],
@@ -94,3 +106,85 @@ def test_an_unreachable_couchdb_is_logged_not_fatal(monkeypatch: pytest.MonkeyPa
     with dagster_instance() as instance:
         result = tick(sensor, defs, instance, '{"medic": "7"}')
     assert not result.run_requests and result.cursor == '{"medic": "7"}'
+
+
+@pytest.fixture
+def location(source: CouchClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[dg.Definitions, str]]:
+    """The code location over two databases (`source` and a second one), without formviews."""
+    other = CouchClient(source.server_url, f"test-{uuid.uuid4().hex[:10]}")
+    other.create_db()
+    other.bulk_docs([{"_id": "x"}])
+    monkeypatch.setenv("COUCHDB_DBS", f"{source.db},{other.db}")
+    monkeypatch.setenv("POSTGRES_URL", f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+    sys.modules.pop("cht_assets.definitions", None)
+    try:
+        yield importlib.import_module("cht_assets.definitions").defs, other.db
+    finally:
+        sys.modules.pop("cht_assets.definitions", None)
+        other.delete_db()
+
+
+def test_the_views_join_one_replication_run_superset_and_waiting_views_do_not(
+    source: CouchClient, location: tuple[dg.Definitions, str]
+) -> None:
+    defs, other = location
+    sensor = defs.resolve_sensor_def(UPDATE_SEQ_SENSOR)
+    graph = defs.resolve_asset_graph()
+
+    def groups(request: dg.RunRequest) -> set[str]:
+        return {graph.get(key).group_name for key in request.asset_selection}
+
+    with dagster_instance() as instance:
+        context = dg.build_sensor_context(
+            instance=instance, definitions=defs, resources={"couchdb": CouchDBResource(url=source.server_url)}
+        )
+        first = sensor.evaluate_tick(context)
+        # Both databases moved: the views join the first run only, so no two runs refresh them.
+        joined, alone = first.run_requests
+        assert alone.asset_selection == [raw_asset_key(other)]
+        assert joined.asset_selection[0] == raw_asset_key(source.db)
+        assert {"formviews", "useviews"} <= groups(joined) and not groups(joined) & {"superset", "ops"}
+        assert dg.AssetKey(["useviews", "useview_chw_activity"]) in joined.asset_selection
+        # A view waiting for a form the deployment lacks stays out, as the automation leaves it.
+        assert dg.AssetKey(["useviews", "useview_pregnancy"]) not in joined.asset_selection
+        checks = set(joined.asset_check_keys)
+        assert dg.AssetCheckKey(dg.AssetKey(["formviews", "form_metadata"]), "unique_key") in checks
+
+        # While a run refreshes the views, a moved database replicates alone.
+        job = defs.resolve_implicit_global_asset_job_def()
+        views = [key for key in joined.asset_selection if key != raw_asset_key(source.db)]
+        run = instance.create_run_for_job(job, asset_selection=frozenset(views))
+        source.bulk_docs([{"_id": "new-report", "type": "data_record"}])
+        context = dg.build_sensor_context(
+            instance=instance,
+            definitions=defs,
+            cursor=first.cursor,
+            resources={"couchdb": CouchDBResource(url=source.server_url)},
+        )
+        (request,) = sensor.evaluate_tick(context).run_requests
+        assert request.asset_selection == [raw_asset_key(source.db)]
+        instance.report_run_canceled(run)
+
+
+def test_a_change_during_the_watch_is_seen_at_once(source: CouchClient) -> None:
+    """The tick's longpoll answers when the change arrives, not when the interval ends."""
+    db = source.db
+    sensor = update_seq_sensor((db,), 20)  # watches for up to MAX_WATCH_SECONDS
+    defs = dg.Definitions(
+        assets=build_raw_assets(),
+        sensors=[sensor],
+        resources={"couchdb": CouchDBResource(url=source.server_url), "postgres": PostgresResource()},
+    )
+    with dagster_instance() as instance:
+        first = tick(sensor, defs, instance, None)
+        writer = threading.Timer(1.0, source.bulk_docs, args=([{"_id": "during-the-watch"}],))
+        writer.start()
+        started = time.monotonic()
+        try:
+            watched = tick(sensor, defs, instance, first.cursor)
+        finally:
+            writer.join()
+        took = time.monotonic() - started
+    (request,) = watched.run_requests
+    assert request.run_key == f"{db}@{source.db_info()['update_seq']}"
+    assert took < 10, f"the change was seen after {took:.1f} s"

@@ -79,10 +79,37 @@ def test_schedules_and_their_jobs_resolve(defs: dg.Definitions) -> None:
         "formviews",
         "useviews",
         "superset",
+        "dictionary",
     }
     checks = everything.asset_layer.asset_graph.asset_check_keys
     assert not [check for check in checks if check.name == CHECK_NAME]
     assert defs.resolve_job_def("repair_replica") is not None
+    # The reconciliation: its own daily schedule, a job of the checks alone.
+    reconciliation = schedules["daily_reconciliation"]
+    assert reconciliation.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert reconciliation.cron_schedule == "0 2 * * *" and reconciliation.job_name == "reconcile_replicas"
+    job = defs.resolve_job_def(reconciliation.job_name)
+    assert not job.asset_layer.executable_asset_keys
+    assert {check.to_user_string() for check in job.asset_layer.asset_graph.asset_check_keys} == {
+        "couchdb/medic:matches_couchdb",
+        "couchdb/medic_logs:matches_couchdb",
+    }
+
+
+def test_a_manual_materialization_leaves_the_reconciliation_out(defs: dg.Definitions) -> None:
+    """What "Materialize all" and `dagster asset materialize --select '*'` select: every
+    materializable asset with its checks, the full _all_docs read not among them."""
+    graph = defs.resolve_asset_graph()
+    everything = dg.AssetSelection.from_coercible(["*"])
+    assert {key.to_user_string() for key in everything.resolve(graph)} >= {"raw/medic", "raw/medic_logs"}
+    checks = everything.resolve_checks(graph)
+    assert checks and not [check for check in checks if check.name == CHECK_NAME]
+    # The check belongs to the external CouchDB asset; the replica is what it reads.
+    (check,) = [
+        key for key in graph.asset_check_keys if key.name == CHECK_NAME and "medic" in key.asset_key.path
+    ]
+    assert check.asset_key == dg.AssetKey(["couchdb", "medic"])
+    assert not graph.get(check.asset_key).is_materializable
 
 
 @pytest.mark.parametrize(

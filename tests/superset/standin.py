@@ -38,6 +38,16 @@ FORMS = ("pregnancy", "delivery", "assessment")
 WEEKS = [date(2026, 9, 7) + timedelta(weeks=n) for n in range(6)]  # Mondays
 SEXES = ("female", "male")
 AGE_BANDS = ("00-04", "05-14", "15-49", "50+")
+CHOICE_WORDS = {
+    "method_lmp": "Last menstrual period (LMP)",
+    "method_approx": "Current weeks or months pregnant",
+    "health_facility": "Health facility",
+    "home": "Home",
+    "other": "Other",
+    "alive_well": "Alive and well",
+    "alive_unwell": "Alive and unwell",
+    "deceased": "Deceased",
+}
 
 HIERARCHY_COLUMNS = [
     ("area_uuids", "text[]"),
@@ -55,6 +65,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("chw_name", "text"),
         ("week", "date"),
         ("form", "text"),
+        ("form_label", "text"),
         ("reports", "integer"),
         *HIERARCHY_COLUMNS,
     ],
@@ -67,15 +78,18 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("edd", "date"),
         ("gestational_age_weeks", "integer"),
         ("lmp_method", "text"),
+        ("lmp_method_label", "text"),
         ("anc_visits", "integer"),
         ("danger_signs", "integer"),
         ("delivered", "boolean"),
         ("delivery_uuid", "text"),
         ("delivery_date", "date"),
         ("delivery_place", "text"),
+        ("delivery_place_label", "text"),
         ("babies_alive", "integer"),
         ("babies_deceased", "integer"),
         ("woman_outcome", "text"),
+        ("woman_outcome_label", "text"),
         ("state", "text"),
         *HIERARCHY_COLUMNS,
     ],
@@ -88,6 +102,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("requester_uuid", "text"),
         ("emission_id", "text"),
         ("title", "text"),
+        ("title_label", "text"),
         ("form", "text"),
         ("source_id", "text"),
         ("authored", "timestamptz"),
@@ -128,6 +143,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("goal", "numeric"),
         ("target_type", "text"),
         ("label", "text"),
+        ("target_label", "text"),
         ("met_goal", "boolean"),
         *HIERARCHY_COLUMNS,
     ],
@@ -141,6 +157,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("reporting_period", "text"),
         ("target_id", "text"),
         ("label", "text"),
+        ("target_label", "text"),
         ("target_type", "text"),
         ("goal", "numeric"),
         ("chws", "integer"),
@@ -291,6 +308,9 @@ def pregnancies(rng: random.Random, clinic: str, clinic_name: str, today: date) 
     rows[-1].update(delivered=False, delivery_uuid=None, delivery_date=None, delivery_place=None)
     rows[-1].update(babies_alive=None, babies_deceased=None, woman_outcome=None, state="overdue")
     rows[-1].update(lmp_date=today - timedelta(days=300), edd=today - timedelta(days=20))
+    for row in rows:  # the forms' words for the codes, as useview_choice_label gives them
+        for code in ("lmp_method", "delivery_place", "woman_outcome"):
+            row[f"{code}_label"] = CHOICE_WORDS.get(row[code], row[code])  # type: ignore[arg-type]
     return rows
 
 
@@ -319,6 +339,7 @@ def tasks(
                     "requester_uuid": f"pat-{clinic}-{n}",
                     "emission_id": f"emission-{clinic}-{month:%Y%m}-{n}",
                     "title": "task.anc.pregnancy_home_visit.title",
+                    "title_label": "Pregnancy home visit",
                     "form": "pregnancy_home_visit",
                     "source_id": f"preg-{clinic}-{n}",
                     "authored": datetime(due.year, due.month, due.day, tzinfo=UTC) - timedelta(days=7),
@@ -385,6 +406,7 @@ def targets(rng: random.Random, user: str, chw: str, name: str, clinic: str) -> 
                     "goal": goal,
                     "target_type": target_type,
                     "label": f"targets.{target_id}.title",
+                    "target_label": target_id.replace("-", " ").capitalize(),
                     "met_goal": None if goal is None or value is None else value >= goal,
                     **hierarchy(clinic),
                 }
@@ -412,6 +434,7 @@ def target_area(target: Sequence[dict[str, object]]) -> list[dict[str, object]]:
                 "reporting_period": first["reporting_period"],
                 "target_id": target_id,
                 "label": first["label"],
+                "target_label": first["target_label"],
                 "target_type": first["target_type"],
                 "goal": first["goal"],
                 "chws": len(items),
@@ -495,6 +518,7 @@ def generate(seed: int = 7) -> StandIn:
                             "chw_name": name,
                             "week": week,
                             "form": form,
+                            "form_label": form.replace("_", " ").capitalize(),
                             "reports": reports,
                             **hierarchy(clinic),
                         }

@@ -182,6 +182,46 @@ def test_a_column_added_to_a_view_appears_in_its_dataset(
     assert admin.get(f"/api/v1/chart/{chart['id']}/data/")["result"][0]["data"]  # still readable
 
 
+def test_dataset_columns_carry_the_warehouse_comments(
+    admin: SupersetClient, provisioned: Provisioning, analytics: Analytics
+) -> None:
+    """Each column's description is its COMMENT in PostgreSQL; its verbose name the question
+    label of a formview column's comment, else the readable column name."""
+    view = "useview_refresh_status"
+    source = next(s for s in SOURCES if s.relation == view)
+    relation = sql.Identifier(standin.VIEW_SCHEMA, view)
+    comments = {
+        "object": "The view-layer object the pipeline maintains.",
+        "layer": "Which layer? (select1, field group/layer). Choices: base = Base; useviews = Use views",
+    }
+
+    def comment(texts: dict[str, str | None]) -> None:
+        with psycopg.connect(analytics.url) as conn:
+            for column, text in texts.items():
+                conn.execute(
+                    sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+                        relation, sql.Identifier(column), sql.Literal(text)
+                    )
+                )
+
+    comment(comments)
+    try:
+        metadata = materialize_dataset(provisioned, source)
+        columns = {
+            c["column_name"]: c
+            for c in admin.get(f"/api/v1/dataset/{metadata['superset_id']}")["result"]["columns"]
+        }
+        assert columns["object"]["description"] == comments["object"]
+        assert columns["object"]["verbose_name"] == "Object"
+        assert columns["layer"]["description"] == comments["layer"]
+        assert columns["layer"]["verbose_name"] == "Which layer?"
+        assert columns["refreshed_at"]["description"] is None
+        assert columns["refreshed_at"]["verbose_name"] == "Refreshed at"
+    finally:
+        comment(dict.fromkeys(comments))
+        materialize_dataset(provisioned, source)
+
+
 def test_a_chart_removed_from_yaml_leaves_the_dashboard(
     admin: SupersetClient, provisioned: Provisioning, analytics: Analytics
 ) -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from cht_assets.replica.forms import FormDoc
+from cht_assets.settings import load_settings
 from cht_assets.sqlgraph.errors import SqlGraphError
-from cht_assets.warehouse.catalog import SQL_ROOT, ViewCatalog, build_catalog
+from cht_assets.warehouse.catalog import SQL_ROOT, ViewCatalog, build_catalog, layer_schemas
 from cht_assets.warehouse.useinputs import InputsError, input_select, read_inputs_file
 
 DEMO_FORMS = Path(__file__).resolve().parents[2] / "cht_assets" / "demo" / "forms"
@@ -218,3 +219,62 @@ def test_real_cht_forms_make_formviews(shared_dir: Path) -> None:
     forms = default_config_forms(shared_dir)
     catalog = build_catalog(forms)
     assert {f"formview_{form.doc_id.removeprefix('form:')}" for form in forms} <= set(catalog.entries)
+
+
+def test_base_schema_puts_the_base_layer_alone_in_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BASE_SCHEMA", "v1")
+    catalog = build_catalog([], schemas=layer_schemas(load_settings()))
+    schemas = {entry.name: entry.schema for entry in catalog}
+    assert {name for name, schema in schemas.items() if schema == "v1"} == {
+        path.stem for path in (SQL_ROOT / "base").glob("*.sql")
+    }
+    assert set(schemas.values()) == {"public", "v1"}
+    assert catalog.search_path == '"$user", public, "v1"'
+    assert build_catalog([]).search_path is None
+
+
+@pytest.mark.parametrize("value", ["raw", "cht_meta", "pg_temp", "V1", "v1; drop", "a" * 64])
+def test_base_schema_refuses_names_it_must_not_take(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("BASE_SCHEMA", value)
+    with pytest.raises(ValueError, match="BASE_SCHEMA"):
+        load_settings()
+
+
+def test_dashboard_language_reaches_sql_as_a_quoted_literal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DASHBOARD_LANGUAGE becomes `dashboard_language()`, which the label views call; unset, the
+    function reads the deployment's locale (then `en`) when called."""
+    monkeypatch.setenv("DASHBOARD_LANGUAGE", "fr")
+    settings = load_settings()
+    assert settings.dashboard_language == "fr"
+    chosen = build_catalog([], language=settings.dashboard_language)["dashboard_language"]
+    assert chosen.obj.is_function and "CAST('fr' AS text)" in chosen.build_for(None).sql  # type: ignore[arg-type]
+    default = build_catalog([])["dashboard_language"]
+    assert "CAST(NULL AS text)" in default.build_for(None).sql  # type: ignore[arg-type]
+    assert default.obj.code_version != chosen.obj.code_version  # a new setting rebuilds it
+    catalog = build_catalog([])
+    for name in ("useview_label", "useview_form_label", "useview_choice_label"):
+        assert "dashboard_language" in catalog[name].obj.depends_on, name
+    assert "form_choices" in catalog["useview_choice_label"].obj.depends_on
+
+
+@pytest.mark.parametrize("value", ["fr'; drop table x; --", "en us", "1"])
+def test_dashboard_language_refuses_what_is_no_language_code(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("DASHBOARD_LANGUAGE", value)
+    with pytest.raises(ValueError, match="DASHBOARD_LANGUAGE"):
+        load_settings()
+
+
+def test_choices_add_a_label_column_over_the_choice_labels(tmp_path: Path) -> None:
+    path = tmp_path / "useview_x.inputs.yaml"
+    path.write_text(
+        "x:\n  form: delivery\n  fields:\n"
+        "    place: {path: /data/delivery_outcome/delivery_place, type: text, choices: true}\n"
+    )
+    (use_input,) = read_inputs_file(path, "useviews")
+    sql, missing = input_select(use_input, [])
+    assert missing == ["place"] and '"place_label"' in sql  # the form lacks it: NULL, still there
+    path.write_text("x:\n  form: f\n  fields:\n    n: {path: /data/n, type: integer, choices: true}\n")
+    with pytest.raises(InputsError, match="choices"):
+        read_inputs_file(path, "useviews")
