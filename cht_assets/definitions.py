@@ -4,7 +4,7 @@ import dagster as dg
 
 from cht_assets.defs.adopt import adopt_job
 from cht_assets.defs.automation import with_operations
-from cht_assets.defs.dictionary import build_dictionary_assets
+from cht_assets.defs.dictionary_page import build_dictionary_assets
 from cht_assets.defs.forms import forms_sensor
 from cht_assets.defs.raw import build_raw_assets
 from cht_assets.defs.resources import resources
@@ -22,7 +22,7 @@ defs = with_operations(
     dg.Definitions(
         assets=[
             *build_raw_assets(),
-            *build_dictionary_assets(),
+            *build_dictionary_assets(catalog),
             *view_assets,
             *build_superset_assets(
                 published_datasets(view_assets), access_path=load_access_settings().access_file

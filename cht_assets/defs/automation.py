@@ -16,6 +16,9 @@ What runs when:
                 (cht_assets.defs.sensors); else eager: when anything upstream updated (joining
                 the run of a raw keepalive); only when every upstream blocking check passed;
                 roots (functions, ...) also on the keepalive
+    dictionary  the form tables as a view layer; the page after the views in their run (it is
+                downstream of every view but those waiting for a form), whatever their
+                checks said: it documents what there is
     superset    eager, but never joining a run requested for the views: Superset assets run in
                 runs of their own, so a Superset outage fails Superset runs only; the database
                 connection on a keepalive of its own, half a period after the raw one
@@ -35,6 +38,7 @@ from datetime import timedelta
 import dagster as dg
 
 from cht_assets.defs import alerts, backups, reconcile, schedules, sensors
+from cht_assets.defs.dictionary import DICTIONARY_PAGE_KEY
 from cht_assets.defs.views import WAITING_TAG
 from cht_assets.settings import OpsSettings, load_ops_settings, load_settings
 
@@ -124,6 +128,12 @@ def after_upstream_finished() -> dg.AutomationCondition:
     ).with_label("after upstream finished, upstream blocking checks passed")
 
 
+def describe_what_exists() -> dg.AutomationCondition:
+    """For the data dictionary page: as the views, but a failed check upstream does not hold
+    it: it documents the views as they are."""
+    return (dg.AutomationCondition.eager() | build_when_missing()).with_label("eager, whatever the checks")
+
+
 def automation_condition(spec: dg.AssetSpec, minutes: int) -> dg.AutomationCondition | None:
     """The condition for one asset; `minutes` is the keepalive period (0: none)."""
     group = spec.group_name
@@ -132,6 +142,8 @@ def automation_condition(spec: dg.AssetSpec, minutes: int) -> dg.AutomationCondi
     if group == RAW_GROUP:
         cron = keepalive_cron(minutes)
         return keepalive(cron) if cron else spec.automation_condition
+    if spec.key == DICTIONARY_PAGE_KEY:
+        return describe_what_exists()
     superset = group == SUPERSET_GROUP
     condition = after_upstream_finished() if superset else follow_upstream()
     # Roots have nothing upstream to follow. Superset's keepalive ticks apart from the raw one:

@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from cht_assets.defs import checks
-from cht_assets.defs.dictionary import DICTIONARY_KEY
+from cht_assets.defs.dictionary import FORM_DICTIONARY_KEY
 from cht_assets.defs.raw import raw_asset_key
 from cht_assets.defs.resources import PostgresResource
 from cht_assets.replica.schema import relation_sources
@@ -96,7 +96,7 @@ def asset_deps(catalog: ViewCatalog, obj: SqlObject, dbs: Sequence[str]) -> list
     deps = {view_asset_key(graph.objects[name]) for name in obj.depends_on if name in graph.objects}
     deps |= {raw_asset_key(db) for name in obj.depends_on for db in relation_sources(name, dbs)}
     # The data dictionary's tables (form_choices): the dictionary asset writes them.
-    deps |= {DICTIONARY_KEY for name in obj.depends_on if name in DICTIONARY_RELATIONS}
+    deps |= {FORM_DICTIONARY_KEY for name in obj.depends_on if name in DICTIONARY_RELATIONS}
     return sorted(deps, key=lambda key: key.to_user_string())
 
 

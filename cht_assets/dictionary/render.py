@@ -39,6 +39,8 @@ class DataDictionary:
     problems: Mapping[str, str] = field(default_factory=dict)
     generated_at: str = ""
     language: str | None = None  # the language descriptions are written in (None: each form's default)
+    # (relation, column) -> where the value comes from, as sqlglot traces the hand-written SQL
+    sources: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -62,6 +64,17 @@ class DataDictionary:
                         found[(entry.view, column)] = describe_field(entry, self.language)
         return found
 
+    def column_sources(self) -> dict[tuple[str, str], list[str]]:
+        """(view, column) -> its lineage: the report field for a formview column (from the
+        form), else what the SQL reads (`doc.<field>` for a document field)."""
+        found = {key: list(values) for key, values in self.sources.items()}
+        for form in self.forms:
+            for entry in form.fields:
+                for column in entry.columns:
+                    if entry.view is not None:
+                        found[(entry.view, column)] = [f"doc.{entry.couch_path}"]
+        return found
+
     def relations_by_name(self) -> list[tuple[str, str, list[RelationColumn]]]:
         """(schema.relation, kind, columns), in schema and name order."""
         grouped = []
@@ -83,6 +96,7 @@ def render_markdown(dictionary: DataDictionary) -> str:
 def _helpers(dictionary: DataDictionary) -> dict[str, object]:
     return {
         "descriptions": dictionary.column_descriptions(),
+        "sources": dictionary.column_sources(),
         "anchor": _anchor,
         "expressions": _expressions,
     }
@@ -213,10 +227,10 @@ The dictionary fills in on the first run after forms appear.</p>
 {% for name, kind, columns in d.relations_by_name() %}
 <h3 id="{{ anchor('view', name) }}"><code>{{ name }}</code> <span class="note">{{ kind }}</span></h3>
 <table class="fields">
-<thead><tr><th>column</th><th>type</th><th>description</th></tr></thead>
+<thead><tr><th>column</th><th>type</th><th>description</th><th>from</th></tr></thead>
 <tbody>
 {% for c in columns %}
-<tr><td><code>{{ c.column }}</code></td><td>{{ c.data_type }}</td><td>{{ c.comment or descriptions.get((c.relation, c.column), "") }}</td></tr>
+<tr><td><code>{{ c.column }}</code></td><td>{{ c.data_type }}</td><td>{{ c.comment or descriptions.get((c.relation, c.column), "") }}</td><td>{% for s in sources.get((c.relation, c.column), ()) %}<code>{{ s }}</code>{% if not loop.last %}<br>{% endif %}{% endfor %}</td></tr>
 {% endfor %}
 </tbody>
 </table>
@@ -289,10 +303,10 @@ No translation docs (`messages-<lang>`) in the raw replica.
 
 ### `{{ name | md }}` ({{ kind }})
 
-| column | type | description |
-| --- | --- | --- |
+| column | type | description | from |
+| --- | --- | --- | --- |
 {% for c in columns %}
-| {{ c.column | md }} | {{ c.data_type | md }} | {{ (c.comment or descriptions.get((c.relation, c.column), "")) | md }} |
+| {{ c.column | md }} | {{ c.data_type | md }} | {{ (c.comment or descriptions.get((c.relation, c.column), "")) | md }} | {{ sources.get((c.relation, c.column), ()) | join(", ") | md }} |
 {% endfor %}
 {% endfor %}
 {% endif %}

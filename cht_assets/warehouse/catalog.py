@@ -422,9 +422,7 @@ def build_catalog(
     relations = file_names | {entry.name for entry in formviews}
     inputs_now, input_gaps = input_entries(inputs, formview_columns_now, relations)
     generated = [
-        entry
-        for entry in (*hierarchy, *language_fn, *formviews, *inputs_now)
-        if entry.name not in file_names
+        entry for entry in (*hierarchy, *language_fn, *formviews, *inputs_now) if entry.name not in file_names
     ]
     known_names = file_names | {entry.name for entry in generated}
     # A formview the SQL reads whose form this deployment lacks: an external relation with no

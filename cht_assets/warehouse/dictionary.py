@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -40,16 +40,18 @@ from cht_assets.xforms.parse import XFormError
 __all__ = [
     "CHOICES_TABLE",
     "FIELDS_TABLE",
-    "DictionaryRun",
+    "DictionaryPage",
     "DictionaryTables",
+    "FormTablesRun",
     "RelationColumn",
     "deployment_dictionaries",
-    "refresh_data_dictionary",
+    "refresh_form_tables",
     "deployment_locale",
     "messages_docs",
     "read_dictionary",
     "relation_columns",
     "write_dictionary",
+    "write_dictionary_page",
 ]
 
 SCHEMA = "public"
@@ -223,15 +225,22 @@ def _as_dict(doc: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class DictionaryRun:
-    """What one refresh wrote: the tables' contents, the two files, the forms described and
-    those that could not be read (doc id -> why)."""
+class FormTablesRun:
+    """What one refresh of the tables wrote, the forms described and those that could not be
+    read (doc id -> why)."""
 
     tables: DictionaryTables
-    html_path: Path
-    markdown_path: Path
     forms: list[FormDictionary]
     problems: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DictionaryPage:
+    """The two files one page refresh wrote and what they list."""
+
+    html_path: Path
+    markdown_path: Path
+    forms: int
     languages: tuple[str, ...]
     translation_languages: tuple[str, ...]
     relations: int
@@ -255,34 +264,43 @@ def deployment_dictionaries(conn: psycopg.Connection) -> tuple[list[FormDictiona
     return list(dictionaries.values()), problems
 
 
-def refresh_data_dictionary(
-    conn: psycopg.Connection, directory: Path, *, generated_at: str, source: str = "medic"
-) -> DictionaryRun:
-    """Describe the deployment's forms and views: write `form_fields`/`form_choices` and
-    `data_dictionary.html`/`.md` into `directory`. No forms or no translation docs yet is a
-    state the page reports, not an error."""
+def refresh_form_tables(conn: psycopg.Connection) -> FormTablesRun:
+    """Describe the deployment's forms in `form_fields`/`form_choices` (no forms yet: empty
+    tables, not an error)."""
+    forms, problems = deployment_dictionaries(conn)
+    return FormTablesRun(write_dictionary(conn, forms), forms, problems)
+
+
+def write_dictionary_page(
+    conn: psycopg.Connection,
+    directory: Path,
+    *,
+    generated_at: str,
+    source: str = "medic",
+    sources: Mapping[tuple[str, str], Sequence[str]] | None = None,
+) -> DictionaryPage:
+    """Write `data_dictionary.html`/`.md` into `directory`: the forms, the fields no longer
+    collected (from `form_fields`), the translation docs and every view column of the warehouse
+    with its lineage from `sources` ((view, column) -> what it reads). No forms or no
+    translation docs yet is a state the page reports, not an error."""
     forms, problems = deployment_dictionaries(conn)
     translations = parse_messages_docs(messages_docs(conn, source), deployment_locale(conn, source))
-    tables = write_dictionary(conn, forms)
     relations = relation_columns(conn)
     document = DataDictionary(
         forms=forms,
         translations=translations,
-        retired=tables.retired,
+        retired=read_dictionary(conn).retired,
         relations=relations,
         problems=problems,
         generated_at=generated_at,
         language=translations.default_language,
+        sources=sources or {},
     )
     directory.mkdir(parents=True, exist_ok=True)
-    html_path = _write_atomically(directory / HTML_FILE, render_html(document))
-    markdown_path = _write_atomically(directory / MARKDOWN_FILE, render_markdown(document))
-    return DictionaryRun(
-        tables=tables,
-        html_path=html_path,
-        markdown_path=markdown_path,
-        forms=forms,
-        problems=problems,
+    return DictionaryPage(
+        html_path=_write_atomically(directory / HTML_FILE, render_html(document)),
+        markdown_path=_write_atomically(directory / MARKDOWN_FILE, render_markdown(document)),
+        forms=len(forms),
         languages=document.languages,
         translation_languages=translations.languages,
         relations=len({(c.schema, c.relation) for c in relations}),

@@ -13,7 +13,6 @@ import dagster as dg
 import pytest
 
 from cht_assets.couch.client import CouchClient
-from cht_assets.defs.dictionary import build_dictionary_assets
 from cht_assets.defs.raw import build_raw_assets
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
 from tests.support import dagster as support
@@ -74,7 +73,7 @@ def materialize_all(
     with support.dagster_instance() as instance:
         raw = support.materialize(build_raw_assets(), resources, instance=instance)
         full = support.materialize(
-            [*support.location_assets(), *build_dictionary_assets()],
+            support.location_assets(dictionary=True),
             resources,
             instance=instance,
             raise_on_error=raise_on_error,

@@ -12,8 +12,15 @@ import psycopg
 import pytest
 
 from cht_assets.couch.client import CouchClient
-from cht_assets.defs.dictionary import DICTIONARY_KEY, dictionary_asset, medic_db
+from cht_assets.defs.dictionary import (
+    DICTIONARY_PAGE_KEY,
+    FORM_DICTIONARY_KEY,
+    form_dictionary_asset,
+    medic_db,
+)
+from cht_assets.defs.dictionary_page import dictionary_page_asset
 from cht_assets.defs.resources import PostgresResource
+from cht_assets.defs.views import load_catalog
 from cht_assets.replica.replicate import replicate_database
 from cht_assets.warehouse.dictionary import read_dictionary, write_dictionary
 from cht_assets.warehouse.formviews import KNOWN_COLUMNS_DDL
@@ -157,40 +164,43 @@ def test_column_names_are_the_formviews_own(pg_url: str) -> None:
     }
 
 
-def test_asset_on_an_empty_warehouse_then_on_a_synced_deployment(
+def test_assets_on_an_empty_warehouse_then_on_a_synced_deployment(
     pg_url: str, couch_db: CouchClient, shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DICTIONARY_DIR", str(tmp_path / "dictionary"))
     resources = {"postgres": PostgresResource(url=pg_url)}
+    catalog = load_catalog()
+    assets = [form_dictionary_asset("medic"), dictionary_page_asset("medic", catalog)]
 
-    empty = dg.materialize([dictionary_asset("medic")], resources=resources)
+    empty = dg.materialize(assets, resources=resources)
     assert empty.success
     page = (tmp_path / "dictionary" / "data_dictionary.html").read_text()
     assert 'id="no-forms"' in page and 'id="no-translations"' in page
 
     load(couch_db, sample_docs(shared_dir / "cht-sample-docs", "medic/*.json", "medic/forms/*.json"))
     replicate_database(pg_url, couch_db, source="medic", all_sources=["medic"], batch_size=200)
-    synced = dg.materialize([dictionary_asset("medic")], resources=resources)
+    synced = dg.materialize(assets, resources=resources)
     assert synced.success
-    (event,) = synced.get_asset_materialization_events()
-    assert event.asset_key == DICTIONARY_KEY
-    meta = {key: value.value for key, value in event.materialization.metadata.items()}
-    assert meta["forms"] == 19 and meta["unreadable_forms"] == 0 and meta["choice_rows"] > 0
+    events = {e.asset_key: e.materialization.metadata for e in synced.get_asset_materialization_events()}
+    tables = {key: value.value for key, value in events[FORM_DICTIONARY_KEY].items()}
+    meta = {key: value.value for key, value in events[DICTIONARY_PAGE_KEY].items()}
+    assert tables["forms"] == meta["forms"] == 19
+    assert tables["unreadable_forms"] == 0 and tables["choice_rows"] > 0
     assert meta["translation_languages"] == "en"
     assert {"en", "fr", "sw"} <= set(meta["languages"].split(", "))
     assert meta["html_path"] == str(tmp_path / "dictionary" / "data_dictionary.html")
     page = Path(meta["html_path"]).read_text()
     markdown = Path(meta["markdown_path"]).read_text()
     assert "How would you like to report the pregnancy?" in page and "Pregnancy registration" in markdown
-    assert "raw.couchdb_docs" not in page  # the pipeline's plumbing is not documented as a view
+    assert "raw.couchdb_docs</code> <span" not in page  # the pipeline's plumbing is not documented as a view
     with psycopg.connect(pg_url) as conn:
-        tables = read_dictionary(conn)
+        rows = read_dictionary(conn)
         person = conn.execute(
             "SELECT DISTINCT lang FROM public.form_fields WHERE form = 'contact:person:create'"
         ).fetchall()
-    assert len(tables.fields) == meta["field_rows"]
+    assert len(rows.fields) == tables["field_rows"]
     assert {lang for (lang,) in person} == {"en", "fr", "hi", "id", "ne", "sw"}
-    assert all(row.view_name is None for row in tables.fields if row.form.startswith("contact:"))
+    assert all(row.view_name is None for row in rows.fields if row.form.startswith("contact:"))
 
 
 def test_the_medic_database_is_found_among_the_replicated_ones() -> None:

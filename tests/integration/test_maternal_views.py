@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import base64
 import copy
+import re
 import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import dagster as dg
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
 from cht_assets.defs import views
+from cht_assets.defs.dictionary import DICTIONARY_PAGE_KEY
 from tests.integration.pipeline import SUFFIXES, Deployment, materialize, new_deployment
 from tests.integration.test_cht_sample_docs import load, sample_docs
 from tests.support.oracles_maternal import maternal_oracle
@@ -115,6 +118,28 @@ def recent_pregnancies(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return recent
 
 
+def assert_dictionary_lineage(result: dg.ExecuteInProcessResult) -> None:
+    """The data dictionary page says where each view column comes from: a formview column from
+    its report field, a hand-written one from what its SQL reads (document fields included)."""
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == DICTIONARY_PAGE_KEY]
+    page = Path(event.materialization.metadata["html_path"].value).read_text()
+
+    def sources(view: str, column: str) -> list[str]:
+        table = page.split(f"<code>public.{view}</code>", 1)[1].split("</table>", 1)[0]
+        row = re.search(rf"<tr><td><code>{column}</code></td>(.*?)</tr>", table)
+        assert row, (view, column)
+        return re.findall(r"<code>(.*?)</code>", row.group(1).split("</td><td>")[-1])
+
+    assert sources("formview_pregnancy", "lmp_date_8601") == ["doc.fields.lmp_date_8601"]
+    assert sources("person", "sex") == ["doc.sex"]
+    assert sources("data_record", "grandparent_uuid") == ["doc.contact.parent.parent._id"]
+    assert sources("document_metadata", "uuid") == ["raw.couchdb_docs._id"]
+    assert sorted(sources("useview_pregnancy", "patient_name")) == [
+        "contactview_contact.name",
+        "useinput_pregnancy_registration.patient_name",
+    ]
+
+
 def test_maternal_views_equal_the_oracle_over_the_real_sample_docs(
     deployment: Deployment, shared_dir: Path
 ) -> None:
@@ -123,6 +148,7 @@ def test_maternal_views_equal_the_oracle_over_the_real_sample_docs(
     deploy(deployment, docs)
     result = materialize(deployment)
     assert result.success
+    assert_dictionary_lineage(result)
     expected = maternal_oracle(deployment.docs(), *database_today(deployment.pg_url))
     # The sample holds what the oracle must be tested on: the counts of the issue.
     assert (

@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 
 from cht_assets.defs import raw, views
+from cht_assets.defs.dictionary_page import build_dictionary_assets
 
 NO_COMPUTE_LOGS = {
     "compute_logs": {
@@ -31,10 +32,12 @@ def dagster_instance() -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
-def location_assets() -> list[dg.AssetSpec | dg.AssetsDefinition]:
+def location_assets(*, dictionary: bool = False) -> list[dg.AssetSpec | dg.AssetsDefinition]:
     """Raw and view assets as the code location builds them from the environment (formviews
-    of the forms already synced)."""
-    return [*raw.build_raw_assets(), *views.build_view_assets()]
+    of the forms already synced), and the data dictionary of those views when asked."""
+    catalog = views.load_catalog()
+    extra = build_dictionary_assets(catalog) if dictionary else []
+    return [*raw.build_raw_assets(), *views.build_view_assets(catalog), *extra]
 
 
 def materialize(

@@ -93,6 +93,31 @@ def test_markdown_has_one_table_row_per_field_and_escapes_cells() -> None:
     assert len(re.findall(r"(?<!\\)\|", hostile)) == 10
 
 
+def test_view_columns_carry_their_lineage() -> None:
+    base = sample_dictionary()
+    relations = [
+        *base.relations,
+        RelationColumn("public", "person", "table", "sex", "text", None),
+        RelationColumn("public", "odd", "view", "x<y", "text", None),
+    ]
+    dictionary = DataDictionary(
+        base.forms,
+        relations=relations,
+        generated_at="today",
+        sources={("person", "sex"): ["doc.sex"], ("odd", "x<y"): ["doc.a<b>", "person.sex"]},
+    )
+    page, markdown = render_html(dictionary), render_markdown(dictionary)
+    assert "<th>from</th>" in page and "<code>doc.sex</code>" in page
+    assert "<code>doc.a&lt;b&gt;</code><br><code>person.sex</code>" in page
+    assert "| sex | text |  | doc.sex |" in markdown
+    # A formview column: the report field its form says it holds.
+    pregnancy = next(form for form in dictionary.forms if form.form_id == "pregnancy")
+    entry = next(e for e in pregnancy.fields if e.view == "formview_pregnancy" and e.columns)
+    assert dictionary.column_sources()[("formview_pregnancy", entry.columns[0])] == [
+        f"doc.{entry.couch_path}"
+    ]
+
+
 def test_an_empty_deployment_says_so() -> None:
     empty = DataDictionary(forms=[], generated_at="now")
     assert 'id="no-forms"' in render_html(empty) and 'id="no-translations"' in render_html(empty)

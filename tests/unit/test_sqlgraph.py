@@ -11,7 +11,15 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from cht_assets.sqlgraph import SqlGraph, SqlGraphError, SqlObject, column_lineage, load_sql_dir
+from cht_assets.sqlgraph import (
+    SqlGraph,
+    SqlGraphError,
+    SqlObject,
+    column_lineage,
+    column_sources,
+    doc_fields,
+    load_sql_dir,
+)
 from cht_assets.sqlgraph.files import parse_header
 from cht_assets.sqlgraph.parse import parse_model, relation_refs
 from cht_assets.warehouse.checks import Severity, declared_checks, reconciliations
@@ -546,6 +554,37 @@ def test_column_lineage_follows_a_view_chain(tmp_path: Path) -> None:
     assert people["uuid"] == [("contactview_hospital", "uuid")]
     assert sorted(people["best_name"]) == [("contactview_hospital", "name"), ("contactview_metadata", "name")]
     assert people["reported"] == [("contactview_metadata", "reported")]
+
+
+def test_doc_fields_name_the_document_fields_each_column_reads(tmp_path: Path) -> None:
+    files = {
+        **LINEAGE_FILES,
+        "useviews/useview_report.sql": (
+            "WITH r AS (SELECT _id, doc #>> '{fields,edd}' AS edd, doc FROM raw.couchdb_docs)\n"
+            "SELECT r._id AS uuid, r.edd, (r.doc -> 'contact') ->> '_id' AS chw,\n"
+            "       r.doc -> 'contact' -> 'parent' ->> '_id' AS area, coalesce(r.doc ->> 'a', r.doc ->> 'b') AS ab\n"
+            "FROM r\n"
+        ),
+    }
+    graph = load(tmp_path, files)
+    assert doc_fields(graph, "useview_report") == {
+        "edd": ["fields.edd"],
+        "chw": ["contact._id"],
+        "area": ["contact.parent._id"],
+        "ab": ["a", "b"],
+    }
+    assert doc_fields(graph, "contactview_metadata") == {
+        "name": ["name"],
+        "type": ["type"],
+        "reported": ["reported_date"],
+    }
+    sources = column_sources(graph)
+    assert sources[("contactview_metadata", "uuid")] == ["raw.couchdb_docs._id"]
+    assert sources[("contactview_metadata", "reported")] == [
+        "doc.reported_date"
+    ]  # not raw.couchdb_docs.doc too
+    assert sources[("contactview_hospital", "name")] == ["contactview_metadata.name"]
+    assert sources[("useview_report", "uuid")] == ["raw.couchdb_docs._id"]
 
 
 def test_column_lineage_is_best_effort(tmp_path: Path) -> None:
