@@ -44,7 +44,9 @@ def dictionary_page_asset(source: str, catalog: ViewCatalog) -> dg.AssetsDefinit
                 load_dictionary_dir(),
                 generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                 source=source,
-                sources=column_sources(catalog.graph),
+                sources=column_sources(
+                    catalog.graph, (e.obj.name for e in catalog if catalog.traces_lineage(e))
+                ),
             )
         context.log.info(f"data dictionary: {page.html_path}")
         return dg.MaterializeResult(

@@ -11,9 +11,9 @@ not watched; it waits for the next tick. The view-layer assets downstream of the
 after it: waiting for the automation sensor's next tick and a second run's start-up (each run
 loads the code location afresh) doubled the time from a CouchDB write to the use views. Dagster
 applies the same rules in the run as the automation would between runs: a view runs only when
-the blocking checks upstream of it passed. Superset assets still follow in runs of their own,
-and the views of a second database that moved on the same tick are left to the automation, so
-that no two runs refresh the same views at once. `automation` evaluates every asset's
+the blocking checks upstream of it passed. Superset assets still follow in runs of their own.
+No two runs refresh the views at once: a second database that moved on the same tick, or one
+that moved while a run refreshes the views, waits (its cursor kept) for a later tick. `automation` evaluates every asset's
 automation condition (cht_assets.defs.automation); both are on by default.
 """
 
@@ -173,8 +173,14 @@ def update_seq_sensor(dbs: tuple[str, ...], interval_seconds: int) -> dg.SensorD
                 continue
             selection, checks = [raw_asset_key(db)], checks_to_run(context, raw_asset_key(db))
             views = views_downstream(context, selection)
-            # One run at a time refreshes the views; the automation follows the other replicas.
-            if views and not joined and not views_in_progress(context.instance, views):
+            if views and (joined or views_in_progress(context.instance, views)):
+                # One run at a time refreshes the views, and a replica's views run after it in
+                # its own run. Replicated beside another run's views, its docs could land after
+                # those views read the replica, and the automation would count their
+                # materialization as handling the change: the docs would wait for the next one.
+                context.log.info(f"{db}: waiting for the views' run to finish")
+                continue
+            if views:
                 joined = True
                 selection += views
                 checks += sorted(

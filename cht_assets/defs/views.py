@@ -130,7 +130,7 @@ def asset_spec(catalog: ViewCatalog, entry: CatalogEntry, dbs: Sequence[str]) ->
 def view_asset(catalog: ViewCatalog, entry: CatalogEntry, dbs: Sequence[str]) -> dg.AssetsDefinition:
     obj = entry.obj
     key = view_asset_key(obj)
-    lineage = lineage_metadata(catalog.graph, obj) if obj.kind != "function" else None
+    lineage = lineage_metadata(catalog.graph, obj) if catalog.traces_lineage(entry) else None
 
     # An asset waiting for a form has no checks yet (nothing to check; they come with the form):
     # its step may then yield nothing and succeed. The others always check what they built;

@@ -6,6 +6,8 @@ out, and nothing here raises on a query sqlglot finds too hard.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.lineage import lineage
@@ -35,12 +37,12 @@ def doc_fields(graph: SqlGraph, name: str) -> DocFields:
     return _trace(graph, name)[1]
 
 
-def column_sources(graph: SqlGraph) -> dict[tuple[str, str], list[str]]:
-    """(object, column) -> where its value comes from, for the data dictionary: the document
-    fields it reads (`doc.sex`), then the upstream columns (`contactview_metadata.name`), the
-    raw `doc` column left out where its fields are known."""
+def column_sources(graph: SqlGraph, names: Iterable[str]) -> dict[tuple[str, str], list[str]]:
+    """(object, column) -> where its value comes from, for the data dictionary, for the objects
+    `names`: the document fields it reads (`doc.sex`), then the upstream columns
+    (`contactview_metadata.name`), the raw `doc` column left out where its fields are known."""
     found: dict[tuple[str, str], list[str]] = {}
-    for name in graph.objects:
+    for name in names:
         lineage, fields = _trace(graph, name)
         for column in lineage.keys() | fields.keys():
             paths = [f"doc.{path}" for path in fields.get(column, ())]

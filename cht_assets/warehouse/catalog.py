@@ -140,6 +140,14 @@ class ViewCatalog:
     def __getitem__(self, name: str) -> CatalogEntry:
         return self.entries[name]
 
+    def traces_lineage(self, entry: CatalogEntry) -> bool:
+        """Whether `entry`'s column lineage is worth tracing in its SQL: not for a generated
+        formview, whose form says which report field feeds each column (all read the raw
+        `doc`), and whose wide SELECT takes sqlglot seconds (30 s for the sample forms')."""
+        return not entry.obj.is_function and (
+            entry.obj.layer != FORMVIEW_LAYER or entry.obj.name in self.file_names
+        )
+
     def dependents(self, name: str) -> list[CatalogEntry]:
         """The objects downstream of `name`, in build order."""
         return [self.entries[dep] for dep in self.dependents_of.get(name, ())]

@@ -19,6 +19,7 @@ from cht_assets.defs.forms import current_forms_version
 from cht_assets.defs.views import load_catalog
 from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, load_deployment
+from cht_assets.warehouse.dictionary import CHOICES_TABLE, FIELDS_TABLE
 from cht_assets.xforms.formview import formview_name
 from tests.integration.pipeline import Deployment, new_deployment
 from tests.support import dagster as support
@@ -209,7 +210,9 @@ def test_hostile_names_build_safe_views_and_inject_nothing(deployment: Deploymen
             for r in after["relations"] - before["relations"]
             if r.startswith("public.")
         }
-        unexpected = new_public - built - compat - {i.removeprefix("public.") for i in indexed}
+        # The data dictionary's tables (their names bound in no document) and their indexes.
+        dictionary = {f"{t}{suffix}" for t in (FIELDS_TABLE, CHOICES_TABLE) for suffix in ("", "_form_field")}
+        unexpected = new_public - built - compat - dictionary - {i.removeprefix("public.") for i in indexed}
         assert unexpected == set(), unexpected
         assert {
             f.split(".")[1] for f in after["functions"] - before["functions"] if f.startswith("public.")

@@ -139,10 +139,11 @@ def test_the_views_join_one_replication_run_superset_and_waiting_views_do_not(
             instance=instance, definitions=defs, resources={"couchdb": CouchDBResource(url=source.server_url)}
         )
         first = sensor.evaluate_tick(context)
-        # Both databases moved: the views join the first run only, so no two runs refresh them.
-        joined, alone = first.run_requests
-        assert alone.asset_selection == [raw_asset_key(other)]
+        # Both databases moved: the views join the first run; the second database waits for a
+        # later tick (its cursor kept), so no two runs refresh them.
+        (joined,) = first.run_requests
         assert joined.asset_selection[0] == raw_asset_key(source.db)
+        assert other not in json.loads(first.cursor)
         assert {"formviews", "useviews"} <= groups(joined) and not groups(joined) & {"superset", "ops"}
         assert dg.AssetKey(["useviews", "useview_chw_activity"]) in joined.asset_selection
         # A view waiting for a form the deployment lacks stays out, as the automation leaves it.
@@ -150,20 +151,27 @@ def test_the_views_join_one_replication_run_superset_and_waiting_views_do_not(
         checks = set(joined.asset_check_keys)
         assert dg.AssetCheckKey(dg.AssetKey(["formviews", "form_metadata"]), "unique_key") in checks
 
-        # While a run refreshes the views, a moved database replicates alone.
+        # While a run refreshes the views, a moved database waits, its cursor kept; once that
+        # run ended, it replicates with its views.
         job = defs.resolve_implicit_global_asset_job_def()
         views = [key for key in joined.asset_selection if key != raw_asset_key(source.db)]
         run = instance.create_run_for_job(job, asset_selection=frozenset(views))
         source.bulk_docs([{"_id": "new-report", "type": "data_record"}])
-        context = dg.build_sensor_context(
-            instance=instance,
-            definitions=defs,
-            cursor=first.cursor,
-            resources={"couchdb": CouchDBResource(url=source.server_url)},
-        )
-        (request,) = sensor.evaluate_tick(context).run_requests
-        assert request.asset_selection == [raw_asset_key(source.db)]
+
+        def tick(cursor: str | None) -> dg.SensorExecutionData:
+            context = dg.build_sensor_context(
+                instance=instance,
+                definitions=defs,
+                cursor=cursor,
+                resources={"couchdb": CouchDBResource(url=source.server_url)},
+            )
+            return sensor.evaluate_tick(context)
+
+        waiting = tick(first.cursor)
+        assert waiting.run_requests == [] and waiting.cursor == first.cursor
         instance.report_run_canceled(run)
+        after = tick(waiting.cursor)
+        assert [r.asset_selection for r in after.run_requests] == [joined.asset_selection]
 
 
 def test_a_change_during_the_watch_is_seen_at_once(source: CouchClient) -> None:

@@ -382,18 +382,32 @@ def choice_words(form: str, ref: str) -> dict[str, str]:
 
 
 def form_labels(docs: list[dict[str, Any]], language: str) -> dict[str, str]:
-    """Each XForm's title as the dashboards show it: its `translation_key`'s words in `language`,
-    else English (a translation doc's `custom` over `generic` over `values`), else its title."""
+    """Each form's title as the dashboards show it: an XForm's `translation_key`'s words in
+    `language`, else English (a translation doc's `custom` over `generic` over `values`), else its
+    title; an SMS form's from the app settings."""
     words: dict[str, str] = {}
     for lang in dict.fromkeys(("en", language)):  # the dashboards' language wins
         doc = next((d for d in docs if d["_id"] == f"messages-{lang}" and not d.get("_deleted")), {})
         for section in ("values", "generic", "custom"):
             words.update({k: v for k, v in (doc.get(section) or {}).items() if isinstance(v, str) and v})
-    return {
-        d["internalId"]: words.get(d.get("translation_key") or "") or d.get("title") or d["internalId"]
-        for d in docs
-        if d.get("type") == "form" and d.get("internalId") and not d["_id"].startswith("form:contact:")
-    }
+    # The SMS forms of the app settings: `meta.translation_key`, else `meta.label` in the
+    # language, else English, else the code. An XForm of the same id wins.
+    settings = next((d for d in docs if d["_id"] == "settings" and not d.get("_deleted")), {})
+    labels = {}
+    for code, form in (dig(settings, "settings", "forms") or {}).items():
+        meta = form.get("meta") or {}
+        titles = meta.get("label") if isinstance(meta.get("label"), dict) else {}
+        labels[code] = (
+            words.get(meta.get("translation_key") or "") or titles.get(language) or titles.get("en") or code
+        )
+    labels.update(
+        {
+            d["internalId"]: words.get(d.get("translation_key") or "") or d.get("title") or d["internalId"]
+            for d in docs
+            if d.get("type") == "form" and d.get("internalId") and not d["_id"].startswith("form:contact:")
+        }
+    )
+    return labels
 
 
 def chart_rows(couch: Couch, facts: dict[str, list[dict]], slug: str, key: str) -> list[dict[str, Any]]:

@@ -278,3 +278,12 @@ def test_choices_add_a_label_column_over_the_choice_labels(tmp_path: Path) -> No
     path.write_text("x:\n  form: f\n  fields:\n    n: {path: /data/n, type: integer, choices: true}\n")
     with pytest.raises(InputsError, match="choices"):
         read_inputs_file(path, "useviews")
+
+
+def test_lineage_is_traced_in_hand_written_sql_not_in_generated_formviews() -> None:
+    catalog = build_catalog(demo_forms())
+    traced = {entry.obj.name for entry in catalog if catalog.traces_lineage(entry)}
+    assert {"form_metadata", "contactview_metadata", "person", "useview_pregnancy"} <= traced
+    assert "formview_pregnancy" in catalog.entries and "formview_pregnancy" not in traced
+    assert not any(catalog[name].obj.is_function for name in traced)
+    assert "cht_to_date" in catalog.entries

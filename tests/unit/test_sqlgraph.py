@@ -578,7 +578,7 @@ def test_doc_fields_name_the_document_fields_each_column_reads(tmp_path: Path) -
         "type": ["type"],
         "reported": ["reported_date"],
     }
-    sources = column_sources(graph)
+    sources = column_sources(graph, graph.objects)
     assert sources[("contactview_metadata", "uuid")] == ["raw.couchdb_docs._id"]
     assert sources[("contactview_metadata", "reported")] == [
         "doc.reported_date"
