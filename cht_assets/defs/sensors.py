@@ -12,6 +12,8 @@ after it: waiting for the automation sensor's next tick and a second run's start
 loads the code location afresh) doubled the time from a CouchDB write to the use views. Dagster
 applies the same rules in the run as the automation would between runs: a view runs only when
 the blocking checks upstream of it passed. Superset assets still follow in runs of their own.
+On a first start, while something the views read outside the run (a function) was never
+built, the replica runs alone and the automation builds the views once their upstream exists.
 No two runs refresh the views at once: a second database that moved on the same tick, or one
 that moved while a run refreshes the views, waits (its cursor kept) for a later tick. `automation` evaluates every asset's
 automation condition (cht_assets.defs.automation); both are on by default.
@@ -118,6 +120,19 @@ def views_downstream(context: dg.SensorEvaluationContext, keys: list[dg.AssetKey
     )
 
 
+def views_upstream_missing(context: dg.SensorEvaluationContext, views: list[dg.AssetKey]) -> bool:
+    """Whether a view-layer asset the views read, outside the run (a function, a root use view),
+    was never built: on a first start the automation builds those, and the views after them."""
+    graph = context.repository_def.asset_graph
+    upstream = dg.AssetSelection.assets(*views).upstream().resolve(graph) - set(views)
+    return any(
+        graph.get(key).is_materializable
+        and graph.get(key).group_name not in NOT_JOINING_GROUPS
+        and context.instance.get_latest_materialization_event(key) is None
+        for key in upstream
+    )
+
+
 def views_in_progress(instance: dg.DagsterInstance, keys: list[dg.AssetKey]) -> bool:
     return any(in_progress(instance, key) for key in keys)
 
@@ -180,7 +195,7 @@ def update_seq_sensor(dbs: tuple[str, ...], interval_seconds: int) -> dg.SensorD
                 # materialization as handling the change: the docs would wait for the next one.
                 context.log.info(f"{db}: waiting for the views' run to finish")
                 continue
-            if views:
+            if views and not views_upstream_missing(context, views):
                 joined = True
                 selection += views
                 checks += sorted(
