@@ -68,7 +68,7 @@ from cht_assets.warehouse.useinputs import (
     input_select,
     read_inputs,
 )
-from cht_assets.xforms.dictionary import column_descriptions, common_column_descriptions
+from cht_assets.xforms.dictionary import column_descriptions, common_column_descriptions, form_dictionary
 from cht_assets.xforms.formview import Column, formview_columns
 from cht_assets.xforms.parse import XForm
 
@@ -307,7 +307,11 @@ def formview_descriptions(conn: psycopg.Connection, spec: FormviewSpec) -> dict[
     kept = {
         column.name: dropped_field_description(column, repeat=spec.repeat is not None) for column in known
     }
-    fields = column_descriptions(row[0], known, repeat=spec.repeat) if row is not None else {}
+    fields = (
+        column_descriptions(form_dictionary(row[0], {spec.view: known}), repeat=spec.repeat)
+        if row is not None
+        else {}
+    )
     return {**kept, **common_column_descriptions(repeat=spec.repeat is not None), **fields}
 
 

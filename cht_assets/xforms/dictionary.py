@@ -22,7 +22,16 @@ from types import MappingProxyType
 from xml.etree.ElementTree import Element
 
 from cht_assets.xforms.formview import Column, formview_columns, formview_name, formview_repeat_name
-from cht_assets.xforms.parse import NodePath, XForm, local_name, parse_xform, resolve_ref, xform_tree
+from cht_assets.xforms.parse import (
+    NodePath,
+    XForm,
+    child,
+    local_name,
+    read_xform,
+    resolve_ref,
+    walk_body,
+    xform_tree,
+)
 
 __all__ = [
     "PLAIN_LANGUAGE",
@@ -47,9 +56,6 @@ _INSTANCE_CALL = re.compile(r"""^\s*instance\(\s*['"]([^'"]+)['"]\s*\)(.*)$""")
 # Bind attributes kept as written (XPath expressions shown to readers, never evaluated).
 _EXPRESSIONS = ("required", "relevant", "constraint", "calculate", "readonly")
 _CHOICE_CONTROLS = frozenset({"select1", "select", "rank"})
-_QUESTION_TAGS = frozenset(
-    {"input", "select1", "select", "upload", "trigger", "range", "rank", "secret", "textarea"}
-)
 Labels = dict[str, str]  # language -> text, the form's default language first
 
 
@@ -144,15 +150,15 @@ def form_dictionary(
     (`warehouse.formviews.all_known_columns`), so the column names are the formviews' own;
     `formview=False` for a form that makes none (contact forms): no view or columns.
     Raises `XFormError` as `parse_xform` does."""
-    xform = parse_xform(xml)
     html = xform_tree(xml)
-    head = _child(html, "head")
-    model = _child(head, "model") if head is not None else None
+    xform = read_xform(html)
+    head = child(html, "head")
+    model = child(head, "model") if head is not None else None
     assert model is not None  # parse_xform checked it
     itext = _read_itext(model)
     languages = tuple(itext)
     texts = _Texts(itext)
-    controls = _read_controls(_child(html, "body"), xform.root)
+    _, controls = walk_body(child(html, "body"), xform.root)
     secondary = {
         inst.get("id"): inst for inst in model if local_name(inst.tag) == "instance" and inst.get("id")
     }
@@ -171,8 +177,8 @@ def form_dictionary(
                 bind_type=leaf.bind_type,
                 raw_type=leaf.raw_type,
                 control=leaf.control,
-                labels=texts.of(_child(control, "label")) if control is not None else {},
-                hints=texts.of(_child(control, "hint")) if control is not None else {},
+                labels=texts.of(child(control, "label")) if control is not None else {},
+                hints=texts.of(child(control, "hint")) if control is not None else {},
                 expressions=binds.get(leaf.path, {}),
                 choices=_choices(control, texts, secondary) if control is not None else (),
                 repeat=leaf.repeat,
@@ -193,23 +199,13 @@ def form_dictionary(
 
 
 def column_descriptions(
-    form: str | bytes | FormDictionary,
-    known: Sequence[Column] = (),
-    *,
-    repeat: NodePath | None = None,
-    lang: str | None = None,
+    dictionary: FormDictionary, *, repeat: NodePath | None = None, lang: str | None = None
 ) -> dict[str, str]:
-    """Column name -> a one-line description for the formview of `form` (its main view, or
+    """Column name -> a one-line description for the formview of the form (its main view, or
     the view of repeat group `repeat`): the question's label in `lang` (default: the form's
     default language), else its hint, else its path; its bind type; and for a select
-    question its choices as `value = label`. `known` are the view's columns seen so far, as
-    given to `formview_columns`. Only the columns of the form's fields are described (not the
-    common `uuid`, `reported`, ... columns)."""
-    if isinstance(form, FormDictionary):
-        dictionary = form
-    else:
-        view = _view_name(parse_xform(form).form_id, repeat)
-        dictionary = form_dictionary(form, {view: known} if known else {})
+    question its choices as `value = label`. Only the columns of the form's fields are
+    described (not the common `uuid`, `reported`, ... columns)."""
     view = _view_name(dictionary.form_id, repeat)
     descriptions: dict[str, str] = {}
     for entry in dictionary.fields_in(view):
@@ -271,13 +267,13 @@ def text_of(element: Element | None) -> str | None:
 def _collect_text(element: Element, parts: list[str]) -> None:
     if element.text:
         parts.append(element.text)
-    for child in element:
-        if local_name(child.tag) == "output":
-            parts.append(_output_placeholder(child.get("value", "")))
+    for node in element:
+        if local_name(node.tag) == "output":
+            parts.append(_output_placeholder(node.get("value", "")))
         else:
-            _collect_text(child, parts)
-        if child.tail:
-            parts.append(child.tail)
+            _collect_text(node, parts)
+        if node.tail:
+            parts.append(node.tail)
 
 
 def _output_placeholder(expression: str) -> str:
@@ -297,7 +293,7 @@ def _pick(labels: Labels, lang: str | None) -> str | None:
 def _read_itext(model: Element) -> dict[str, dict[str, str]]:
     """language -> (text id -> words), the default language first (the translation marked
     `default`, else the first written)."""
-    itext = _child(model, "itext")
+    itext = child(model, "itext")
     if itext is None:
         return {}
     translations = [t for t in itext if local_name(t.tag) == "translation" and t.get("lang")]
@@ -361,42 +357,18 @@ def _itext_id(ref: str) -> str | None:
 # ---------------------------------------------------------------------------------- body
 
 
-def _read_controls(body: Element | None, root_name: str) -> dict[NodePath, Element]:
-    """The first body control asking each question, by instance path (refs may be relative
-    to the enclosing group/repeat, as in `parse`)."""
-    controls: dict[NodePath, Element] = {}
-    if body is None:
-        return controls
-    stack: list[tuple[Element, NodePath]] = [(c, ()) for c in reversed(body)]
-    while stack:
-        element, context = stack.pop()
-        tag = local_name(element.tag)
-        ref = element.get("nodeset") if tag == "repeat" else element.get("ref")
-        path = (
-            resolve_ref(ref, context, root_name)
-            if ref and (tag in {"group", "repeat"} | _QUESTION_TAGS)
-            else None
-        )
-        if tag in _QUESTION_TAGS and path is not None:
-            controls.setdefault(path, element)
-            continue  # a question's children are its label, hint and choices
-        inner = path if tag in {"group", "repeat"} and path is not None else context
-        stack.extend((c, inner) for c in reversed(element))
-    return controls
-
-
 def _choices(control: Element, texts: _Texts, secondary: Mapping[str, Element]) -> tuple[Choice, ...]:
     if local_name(control.tag) not in _CHOICE_CONTROLS:
         return ()
     choices: list[Choice] = []
-    for child in control:
-        tag = local_name(child.tag)
+    for node in control:
+        tag = local_name(node.tag)
         if tag == "item":
-            value = text_of(_child(child, "value"))
+            value = text_of(child(node, "value"))
             if value is not None:
-                choices.append(Choice(value, texts.of(_child(child, "label"))))
+                choices.append(Choice(value, texts.of(child(node, "label"))))
         elif tag == "itemset":
-            choices += _itemset_choices(child, texts, secondary)
+            choices += _itemset_choices(node, texts, secondary)
     return tuple(choices)
 
 
@@ -412,13 +384,13 @@ def _itemset_choices(itemset: Element, texts: _Texts, secondary: Mapping[str, El
     for step in steps:
         name = step.strip().rpartition(":")[2]
         items = [c for parent in items for c in parent if local_name(c.tag) == name]
-    value_ref = _child(itemset, "value")
-    label_ref = _child(itemset, "label")
+    value_ref = child(itemset, "value")
+    label_ref = child(itemset, "label")
     value_name = _simple_ref(value_ref.get("ref") if value_ref is not None else None) or "name"
     label = label_ref.get("ref") if label_ref is not None else None
     choices = []
     for item in items:
-        value = text_of(_child(item, value_name))
+        value = text_of(child(item, value_name))
         if value is not None:
             choices.append(Choice(value, _item_labels(item, label, texts)))
     return choices
@@ -430,10 +402,10 @@ def _item_labels(item: Element, label_ref: str | None, texts: _Texts) -> Labels:
     inner = _itext_id(label_ref)
     if inner is not None:  # jr:itext(itextId): the id is the item's own `itextId` child
         id_node = _simple_ref(inner)
-        text_id = text_of(_child(item, id_node)) if id_node else None
+        text_id = text_of(child(item, id_node)) if id_node else None
         return texts.by_id(text_id) if text_id else {}
     name = _simple_ref(label_ref)
-    words = text_of(_child(item, name)) if name else None
+    words = text_of(child(item, name)) if name else None
     return {texts.plain_language: words} if words else {}
 
 
@@ -482,9 +454,3 @@ def _columns_by_path(
 
 def _view_name(form_id: str, repeat: NodePath | None) -> str:
     return formview_name(form_id) if repeat is None else formview_repeat_name(form_id, repeat)
-
-
-def _child(element: Element | None, name: str) -> Element | None:
-    if element is None:
-        return None
-    return next((c for c in element if local_name(c.tag) == name), None)

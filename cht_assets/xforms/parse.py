@@ -24,11 +24,15 @@ __all__ = [
     "Field",
     "NodePath",
     "XForm",
+    "CONTROL_TAGS",
     "XFormError",
+    "child",
     "local_name",
     "normalise_type",
     "parse_xform",
+    "read_xform",
     "resolve_ref",
+    "walk_body",
     "xform_tree",
 ]
 
@@ -47,7 +51,7 @@ _TEMPLATE_ATTR = f"{{{JAVAROSA_NS}}}template"
 _PRELOAD_ATTR = f"{{{JAVAROSA_NS}}}preload"
 
 # Body elements that hold a question bound to one instance node (`odk:rank` is `rank` locally).
-_CONTROLS = frozenset(
+CONTROL_TAGS = frozenset(
     {"input", "select1", "select", "upload", "trigger", "range", "rank", "secret", "textarea"}
 )
 
@@ -144,12 +148,17 @@ class _Bind:
 
 def parse_xform(xml: bytes | str) -> XForm:
     """Parse an XForm definition; raises XFormError for anything that is not a usable XForm."""
-    html = xform_tree(xml)
-    head = _child(html, "head")
-    model = _child(head, "model") if head is not None else None
+    return read_xform(xform_tree(xml))
+
+
+def read_xform(html: Element) -> XForm:
+    """The XForm of an already parsed tree (`xform_tree`), for readers that also need the
+    tree itself; raises XFormError as `parse_xform` does."""
+    head = child(html, "head")
+    model = child(head, "model") if head is not None else None
     if head is None or model is None:
         raise XFormError("not an XForm: no <h:head><model>")
-    instance = _child(model, "instance")
+    instance = child(model, "instance")
     root = next(iter(instance), None) if instance is not None else None
     if root is None:
         raise XFormError("not an XForm: the model has no primary <instance> with a root element")
@@ -159,8 +168,8 @@ def parse_xform(xml: bytes | str) -> XForm:
     root_name = local_name(root.tag)
 
     nodes, templates = _walk_instance(root)
-    body = _child(html, "body")
-    body_repeats, controls = _walk_body(body, root_name) if body is not None else ([], {})
+    body = child(html, "body")
+    body_repeats, controls = walk_body(body, root_name)
     binds, unmatched = _read_binds(model, root_name, nodes)
 
     groups = tuple(path for path, node in nodes.items() if not node.leaf)
@@ -169,14 +178,14 @@ def parse_xform(xml: bytes | str) -> XForm:
     declared = templates | set(body_repeats)
     repeats = tuple(path for path in groups if path in declared)
     fields = tuple(
-        _field(path, node, binds.get(path, _Bind()), controls.get(path), repeats)
+        _field(path, node, binds.get(path, _Bind()), _control_tag(controls.get(path)), repeats)
         for path, node in nodes.items()
         if node.leaf
     )
     return XForm(
         form_id=form_id,
         version=root.get("version"),
-        title=_text(_child(head, "title")),
+        title=_text(child(head, "title")),
         root=root_name,
         fields=fields,
         groups=groups,
@@ -211,7 +220,10 @@ def local_name(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
-def _child(element: Element, name: str) -> Element | None:
+def child(element: Element | None, name: str) -> Element | None:
+    """The first child element named `name` (any namespace); None for no element."""
+    if element is None:
+        return None
     return next((c for c in element if local_name(c.tag) == name), None)
 
 
@@ -242,26 +254,34 @@ def _walk_instance(root: Element) -> tuple[dict[NodePath, _Node], set[NodePath]]
     return nodes, templates
 
 
-def _walk_body(body: Element, root_name: str) -> tuple[list[NodePath], dict[NodePath, str]]:
-    """Repeat paths and the control asking each question; refs may be relative to the
-    enclosing group/repeat."""
+def walk_body(body: Element | None, root_name: str) -> tuple[list[NodePath], dict[NodePath, Element]]:
+    """Repeat paths and the first control (body element) asking each question; refs may be
+    relative to the enclosing group/repeat."""
     repeats: list[NodePath] = []
-    controls: dict[NodePath, str] = {}
+    controls: dict[NodePath, Element] = {}
+    if body is None:
+        return repeats, controls
     stack: list[tuple[Element, NodePath]] = [(c, ()) for c in reversed(body)]
     while stack:
         element, context = stack.pop()
         tag = local_name(element.tag)
         ref = element.get("nodeset") if tag == "repeat" else element.get("ref")
         path = (
-            resolve_ref(ref, context, root_name) if ref and tag in {"group", "repeat", *_CONTROLS} else None
+            resolve_ref(ref, context, root_name)
+            if ref and tag in {"group", "repeat", *CONTROL_TAGS}
+            else None
         )
         if tag == "repeat" and path:
             repeats.append(path)
-        elif tag in _CONTROLS and path:
-            controls.setdefault(path, tag)
+        elif tag in CONTROL_TAGS and path:
+            controls.setdefault(path, element)
         inner = path if tag in {"group", "repeat"} and path is not None else context
         stack.extend((c, inner) for c in reversed(element))
     return repeats, controls
+
+
+def _control_tag(control: Element | None) -> str | None:
+    return local_name(control.tag) if control is not None else None
 
 
 def _read_binds(

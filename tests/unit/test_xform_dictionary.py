@@ -223,7 +223,7 @@ def test_plain_labels_outputs_and_column_descriptions() -> None:
         ("tap", {"default": "Tap water"}),
         ("well", {"default": "Well <b>"}),
     ]
-    descriptions = column_descriptions(xml)
+    descriptions = column_descriptions(form)
     assert (
         descriptions["source"]
         == "Water source (select1, field source). Choices: tap = Tap water; well = Well <b>"
