@@ -15,8 +15,9 @@ the blocking checks upstream of it passed. Superset assets still follow in runs 
 On a first start, while something the views read outside the run (a function) was never
 built, the replica runs alone and the automation builds the views once their upstream exists.
 No two runs refresh the views at once: a second database that moved on the same tick, or one
-that moved while a run refreshes the views, waits (its cursor kept) for a later tick. `automation` evaluates every asset's
-automation condition (cht_assets.defs.automation); both are on by default.
+that moved while a run refreshes the views, waits (its cursor kept) for a later tick.
+`automation` evaluates every asset's automation condition (cht_assets.defs.automation); both
+are on by default.
 """
 
 import json
@@ -83,24 +84,30 @@ def seq_text(seq: Any) -> str:
     return seq if isinstance(seq, str) else json.dumps(seq)
 
 
+def unfinished_runs(instance: dg.DagsterInstance, keys: list[dg.AssetKey]) -> list[str]:
+    """The ids of the unfinished runs that plan to materialize any of `keys` (one read of the
+    asset records; the views of one run share its id)."""
+    # SQLite storage keeps only last_run_id (set when a run plans the asset, too).
+    run_ids = {
+        record.asset_entry.last_planned_materialization_run_id or record.asset_entry.last_run_id
+        for record in instance.get_asset_records(keys)
+    }
+    return sorted(
+        run_id
+        for run_id in run_ids - {None}
+        if (run := instance.get_run_by_id(run_id)) is not None and not run.is_finished
+    )
+
+
 def in_progress(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
     """The id of an unfinished run that plans to materialize `key`, if any."""
-    records = instance.get_asset_records([key])
-    if not records:
-        return None
-    entry = records[0].asset_entry
-    # SQLite storage keeps only last_run_id (set when a run plans the asset, too).
-    run_id = entry.last_planned_materialization_run_id or entry.last_run_id
-    if not run_id:
-        return None
-    run = instance.get_run_by_id(run_id)
-    return run_id if run is not None and not run.is_finished else None
+    return next(iter(unfinished_runs(instance, [key])), None)
 
 
-def checks_to_run(context: dg.SensorEvaluationContext, key: dg.AssetKey) -> list[dg.AssetCheckKey]:
-    """The asset's own checks (the daily reconciliation is the CouchDB asset's, never among them)."""
+def checks_to_run(context: dg.SensorEvaluationContext, keys: list[dg.AssetKey]) -> list[dg.AssetCheckKey]:
+    """The assets' own checks (the daily reconciliation is the CouchDB asset's, never among them)."""
     graph = context.repository_def.asset_graph
-    return sorted(graph.get_check_keys_for_assets({key}), key=lambda check: check.name)
+    return sorted(graph.get_check_keys_for_assets(set(keys)), key=lambda check: check.to_user_string())
 
 
 def views_downstream(context: dg.SensorEvaluationContext, keys: list[dg.AssetKey]) -> list[dg.AssetKey]:
@@ -124,17 +131,19 @@ def views_upstream_missing(context: dg.SensorEvaluationContext, views: list[dg.A
     """Whether a view-layer asset the views read, outside the run (a function, a root use view),
     was never built: on a first start the automation builds those, and the views after them."""
     graph = context.repository_def.asset_graph
-    upstream = dg.AssetSelection.assets(*views).upstream().resolve(graph) - set(views)
-    return any(
-        graph.get(key).is_materializable
-        and graph.get(key).group_name not in NOT_JOINING_GROUPS
-        and context.instance.get_latest_materialization_event(key) is None
-        for key in upstream
-    )
-
-
-def views_in_progress(instance: dg.DagsterInstance, keys: list[dg.AssetKey]) -> bool:
-    return any(in_progress(instance, key) for key in keys)
+    upstream = [
+        key
+        for key in dg.AssetSelection.assets(*views).upstream().resolve(graph) - set(views)
+        if graph.get(key).is_materializable and graph.get(key).group_name not in NOT_JOINING_GROUPS
+    ]
+    if not upstream:  # get_asset_records([]) would read every asset
+        return False
+    built = {
+        record.asset_entry.asset_key
+        for record in context.instance.get_asset_records(upstream)
+        if record.asset_entry.last_materialization is not None
+    }
+    return not built >= set(upstream)
 
 
 def observation(db: str, seq: str, info: dict[str, Any]) -> dg.AssetObservation:
@@ -186,9 +195,9 @@ def update_seq_sensor(dbs: tuple[str, ...], interval_seconds: int) -> dg.SensorD
             seq = seq_text(info.get("update_seq"))
             if seq == before.get(db):
                 continue
-            selection, checks = [raw_asset_key(db)], checks_to_run(context, raw_asset_key(db))
+            selection = [raw_asset_key(db)]
             views = views_downstream(context, selection)
-            if views and (joined or views_in_progress(context.instance, views)):
+            if views and (joined or unfinished_runs(context.instance, views)):
                 # One run at a time refreshes the views, and a replica's views run after it in
                 # its own run. Replicated beside another run's views, its docs could land after
                 # those views read the replica, and the automation would count their
@@ -198,15 +207,11 @@ def update_seq_sensor(dbs: tuple[str, ...], interval_seconds: int) -> dg.SensorD
             if views and not views_upstream_missing(context, views):
                 joined = True
                 selection += views
-                checks += sorted(
-                    context.repository_def.asset_graph.get_check_keys_for_assets(set(views)),
-                    key=lambda check: check.to_user_string(),
-                )
             requests.append(
                 dg.RunRequest(
                     run_key=f"{db}@{seq}",
                     asset_selection=selection,
-                    asset_check_keys=checks,
+                    asset_check_keys=checks_to_run(context, selection),
                     tags={DB_TAG: db},
                 )
             )

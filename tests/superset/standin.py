@@ -17,6 +17,8 @@ from decimal import Decimal
 import psycopg
 from psycopg import sql
 
+from tests.support.oracles_maternal import words
+
 VIEW_SCHEMA = "public"
 
 # (uuid, name, parent uuid). One uuid holds a quote and one name an apostrophe: both reach RLS
@@ -38,16 +40,6 @@ FORMS = ("pregnancy", "delivery", "assessment")
 WEEKS = [date(2026, 9, 7) + timedelta(weeks=n) for n in range(6)]  # Mondays
 SEXES = ("female", "male")
 AGE_BANDS = ("00-04", "05-14", "15-49", "50+")
-CHOICE_WORDS = {
-    "method_lmp": "Last menstrual period (LMP)",
-    "method_approx": "Current weeks or months pregnant",
-    "health_facility": "Health facility",
-    "home": "Home",
-    "other": "Other",
-    "alive_well": "Alive and well",
-    "alive_unwell": "Alive and unwell",
-    "deceased": "Deceased",
-}
 
 HIERARCHY_COLUMNS = [
     ("area_uuids", "text[]"),
@@ -310,7 +302,7 @@ def pregnancies(rng: random.Random, clinic: str, clinic_name: str, today: date) 
     rows[-1].update(lmp_date=today - timedelta(days=300), edd=today - timedelta(days=20))
     for row in rows:  # the forms' words for the codes, as useview_choice_label gives them
         for code in ("lmp_method", "delivery_place", "woman_outcome"):
-            row[f"{code}_label"] = CHOICE_WORDS.get(row[code], row[code])  # type: ignore[arg-type]
+            row[f"{code}_label"] = words(row[code])
     return rows
 
 
