@@ -44,6 +44,7 @@ from cht_assets.warehouse.formviews import (
     FormviewSpec,
     all_known_columns,
     build_formview,
+    form_xml,
     formview_buildable,
     formview_specs,
     known_columns,
@@ -280,10 +281,13 @@ def language_entry(language: str | None) -> CatalogEntry:
 def build_current_formview(conn: psycopg.Connection, spec: FormviewSpec) -> Buildable:
     """The formview as its form is now (it may have changed since the catalog was made)."""
     try:
-        built = build_formview(conn, spec)
+        xml = form_xml(conn, spec)
     except LookupError as exc:
         raise AbsentInput(f"form doc {spec.doc_id!r} is no longer in the warehouse") from exc
-    return replace(built, description=spec.description, column_descriptions=formview_descriptions(conn, spec))
+    built = build_formview(conn, spec, xml)
+    return replace(
+        built, description=spec.description, column_descriptions=formview_descriptions(conn, spec, xml)
+    )
 
 
 def dropped_field_description(column: Column, *, repeat: bool) -> str:
@@ -296,22 +300,15 @@ def dropped_field_description(column: Column, *, repeat: bool) -> str:
     )
 
 
-def formview_descriptions(conn: psycopg.Connection, spec: FormviewSpec) -> dict[str, str]:
-    """Each column of the formview described from its form as it is now: the common columns,
-    each field's label, type and choices, and the columns kept for fields the form dropped."""
-    row = conn.execute(
-        "SELECT xml FROM raw.couchdb_form_xml WHERE source = %s AND _id = %s", (spec.source, spec.doc_id)
-    ).fetchone()
+def formview_descriptions(conn: psycopg.Connection, spec: FormviewSpec, xml: str) -> dict[str, str]:
+    """Each column of the formview described from its form `xml`: the common columns, each
+    field's label, type and choices, and the columns kept for fields the form dropped."""
     known = known_columns(conn, spec.view)
     # A column kept for a field newer form versions dropped (columns once seen stay).
     kept = {
         column.name: dropped_field_description(column, repeat=spec.repeat is not None) for column in known
     }
-    fields = (
-        column_descriptions(form_dictionary(row[0], {spec.view: known}), repeat=spec.repeat)
-        if row is not None
-        else {}
-    )
+    fields = column_descriptions(form_dictionary(xml, {spec.view: known}), repeat=spec.repeat)
     return {**kept, **common_column_descriptions(repeat=spec.repeat is not None), **fields}
 
 

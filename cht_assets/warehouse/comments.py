@@ -22,11 +22,9 @@ from psycopg import sql
 
 from cht_assets.sqlgraph.errors import SqlGraphError
 from cht_assets.sqlgraph.model import SqlObject
-from cht_assets.warehouse.refresh import Buildable
+from cht_assets.warehouse.refresh import RELATION_KEYWORDS, Buildable
 
 COLUMNS_SUFFIX = ".columns.yaml"
-# The relation kinds COMMENT ON names differently (a view is not a TABLE to COMMENT ON).
-_RELATION_KEYWORDS = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}
 
 
 def columns_file(obj: SqlObject) -> Path:
@@ -107,7 +105,7 @@ def comment_statements(built: Buildable, held: RelationComments) -> list[sql.Com
     relation. None when all agree."""
     relation = sql.SQL(built.qualified)
     statements = []
-    keyword = _RELATION_KEYWORDS.get(held.kind)
+    keyword = RELATION_KEYWORDS.get(held.kind)
     description = _text(built.description)
     if keyword and description and held.comment != description:
         statements.append(

@@ -125,13 +125,14 @@ def formview_specs(forms: Sequence[tuple[str, str, XForm]], reserved: Collection
     return specs
 
 
-def current_xform(conn: psycopg.Connection, spec: FormviewSpec) -> XForm:
+def form_xml(conn: psycopg.Connection, spec: FormviewSpec) -> str:
+    """The XML of the formview's form as it is now in the warehouse."""
     row = conn.execute(
         "SELECT xml FROM raw.couchdb_form_xml WHERE source = %s AND _id = %s", (spec.source, spec.doc_id)
     ).fetchone()
     if row is None:
         raise LookupError(f"{spec.view}: form doc {spec.doc_id!r} is gone from raw.couchdb_form_xml")
-    return parsed_xform(row[0])
+    return row[0]
 
 
 def known_columns(conn: psycopg.Connection, view: str) -> list[Column]:
@@ -189,7 +190,10 @@ def formview_buildable(spec: FormviewSpec, xform: XForm, columns: list[Column]) 
     )  # fmt: skip
 
 
-def build_formview(conn: psycopg.Connection, spec: FormviewSpec, *, remember: bool = True) -> Buildable:
-    """The formview as it must be now (the form may have changed since the code loaded)."""
-    xform = current_xform(conn, spec)
+def build_formview(
+    conn: psycopg.Connection, spec: FormviewSpec, xml: str, *, remember: bool = True
+) -> Buildable:
+    """The formview of the form `xml` (`form_xml`: the form may have changed since the code
+    loaded)."""
+    xform = parsed_xform(xml)
     return formview_buildable(spec, xform, columns_for(conn, spec, xform, remember=remember))

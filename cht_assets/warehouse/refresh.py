@@ -66,7 +66,8 @@ class RefreshResult:
     rewritten_ids: tuple[str, ...] | None = None
 
 
-RELATION_KEYWORDS = {"r": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}
+# What DROP and COMMENT ON call each relation kind (a view is not a TABLE to them).
+RELATION_KEYWORDS = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW"}
 
 
 def relation_kind(conn: psycopg.Connection, name: str, schema: str = "public") -> str | None:
