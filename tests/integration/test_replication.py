@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -186,15 +185,17 @@ def test_kill_9_mid_sync_then_rerun_equals_couchdb(pg_url: str, couch_server, co
         couch_db.bulk_docs(make_docs(5000, start))
     env = {**os.environ, "COUCHDB_URL": couch_server.url, "POSTGRES_URL": pg_url, "COUCHDB_DBS": couch_db.db}
     command = [sys.executable, "-m", "cht_assets.replica", "--batch-size", "500"]
-    rng = random.Random(7)
     kills = 0
     for _ in range(3):
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.8, 2.0))
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        # Killed as its first batch is reported: a fixed sleep raced a fast machine (CI once
+        # finished all 20 000 docs inside 0.8 s and no kill landed).
+        process.stdout.readline()
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             kills += 1
-        process.wait()
+        process.wait(timeout=30)
+        process.stdout.close()
         with psycopg.connect(pg_url) as conn:
             count, ids = conn.execute("SELECT count(*), count(DISTINCT _id) FROM raw.couchdb_docs").fetchone()
         # Never a doc twice nor one CouchDB lacks; a kill may land after the last batch
