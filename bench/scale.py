@@ -52,7 +52,7 @@ import dagster as dg
 import psycopg
 import yaml
 from replication import raw_read
-from views import SEED, households_for, run, touch
+from views import SEED, households_for, run, slowest_objects, touch
 
 from cht_assets.bi.client import SupersetAPIError, SupersetClient
 from cht_assets.bi.dashboard_specs import load_dashboards
@@ -453,6 +453,7 @@ def measure(target: int, args: argparse.Namespace) -> Result:
             full_work = sum(full_layers.values())
             incr_work = sum(sync_layers.values()) + sum(incr_layers.values())
             say(f"  sync {sync_wall:.1f}s + refresh {views_wall:.1f}s")
+            say(f"  slowest objects (own time): {slowest_objects()}")
             result.add(f"{args.share:.0%} changed: docs edited + deleted", edited + deleted, "docs")
             result.add("  sync wall", sync_wall, "s")
             result.add("  refresh wall", views_wall, "s")

@@ -39,6 +39,14 @@ def households_for(total_docs: int) -> int:
     return max(1, round(1.2 * total_docs / per_household))
 
 
+OBJECTS: dict[str, float] = {}  # each object's own time in the last run (the slowest are printed)
+
+
+def slowest_objects(count: int = 12) -> str:
+    slowest = sorted(OBJECTS.items(), key=lambda item: -item[1])[:count]
+    return ", ".join(f"{key} {seconds:.2f}s" for key, seconds in slowest)
+
+
 def run(assets: list, resources: dict, instance: dg.DagsterInstance) -> tuple[float, dict[str, float], int]:
     """Wall time of one materialization, the time of each layer (sum of its steps' own time,
     from their `duration_seconds`) and the number of events Dagster stored for the run."""
@@ -46,10 +54,12 @@ def run(assets: list, resources: dict, instance: dg.DagsterInstance) -> tuple[fl
     result = dg.materialize(assets, resources=resources, instance=instance)
     wall = time.monotonic() - started
     layers: dict[str, float] = collections.defaultdict(float)
+    OBJECTS.clear()
     for event in result.get_asset_materialization_events():
         seconds = event.materialization.metadata.get("duration_seconds")
         if seconds is not None:
             layers[event.asset_key.path[0]] += seconds.value
+            OBJECTS[event.asset_key.to_user_string()] = seconds.value
     return wall, dict(layers), len(instance.all_logs(result.run_id))
 
 
@@ -156,6 +166,7 @@ def print_report(
     for layer in sorted({*full_layers, *sync_layers}):
         full = full_layers.get(layer, 0.0)
         print(f"{layer:<14} {full:>9.2f} {incr_layers.get(layer, sync_layers.get(layer, 0.0)):>16.2f}")
+    print(f"slowest objects of the refresh (own time): {slowest_objects()}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ the blocking checks upstream of it passed. Superset assets still follow in runs 
 On a first start, while something the views read outside the run (a function) was never
 built, the replica runs alone and the automation builds the views once their upstream exists.
 No two runs refresh the views at once: a second database that moved on the same tick, or one
-that moved while a run refreshes the views, waits (its cursor kept) for a later tick.
+that moved while a run refreshes the views, is replicated alone and its views are due (kept in
+the cursor): a run of their own follows once no other run refreshes them. It never waits behind
+a chain of view runs (a first start's automation builds the graph in a minute of them).
 `automation` evaluates every asset's automation condition (cht_assets.defs.automation); both
 are on by default.
 """
@@ -157,6 +159,30 @@ def observation(db: str, seq: str, info: dict[str, Any]) -> dg.AssetObservation:
     )
 
 
+VIEWS_DUE = "_views_due"  # cursor entry: no CouchDB database name starts with "_"
+VIEWS_TAG = "cht/views_for"
+
+
+def read_cursor(cursor: str | None) -> tuple[dict[str, str], set[str]]:
+    """The seq seen of each database, and the databases replicated without their views."""
+    seqs: dict = json.loads(cursor) if cursor else {}
+    due = set(seqs.pop(VIEWS_DUE, []))
+    return seqs, due
+
+
+def write_cursor(seqs: dict[str, str], due: set[str]) -> str:
+    return json.dumps({**seqs, **({VIEWS_DUE: sorted(due)} if due else {})}, sort_keys=True)
+
+
+def run_request(context: dg.SensorEvaluationContext, run_key: str, selection: list[dg.AssetKey], tags: dict):
+    return dg.RunRequest(
+        run_key=run_key,
+        asset_selection=selection,
+        asset_check_keys=checks_to_run(context, selection),
+        tags=tags,
+    )
+
+
 def update_seq_sensor(dbs: tuple[str, ...], interval_seconds: int) -> dg.SensorDefinition:
     seconds = watch_seconds(interval_seconds)
 
@@ -172,11 +198,11 @@ def update_seq_sensor(dbs: tuple[str, ...], interval_seconds: int) -> dg.SensorD
         ),
     )
     def couchdb_update_seq(context: dg.SensorEvaluationContext, couchdb: CouchDBResource) -> dg.SensorResult:
-        before: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        before, due = read_cursor(context.cursor)
         after = dict(before)
         requests: list[dg.RunRequest] = []
         events: list[dg.AssetObservation] = []
-        joined = False  # the views joined one of this tick's runs already
+        views_busy = False  # a run (another, or one of this tick's) refreshes the views
         running = {db: in_progress(context.instance, raw_asset_key(db)) for db in dbs}
         for db, run_id in running.items():
             if run_id:
@@ -197,35 +223,38 @@ def update_seq_sensor(dbs: tuple[str, ...], interval_seconds: int) -> dg.SensorD
                 continue
             selection = [raw_asset_key(db)]
             views = views_downstream(context, selection)
-            if views and (joined or unfinished_runs(context.instance, views)):
-                # One run at a time refreshes the views, and a replica's views run after it in
-                # its own run. Replicated beside another run's views, its docs could land after
-                # those views read the replica, and the automation would count their
-                # materialization as handling the change: the docs would wait for the next one.
-                context.log.info(f"{db}: waiting for the views' run to finish")
-                continue
-            if views and not views_upstream_missing(context, views):
-                joined = True
+            views_busy = views_busy or bool(views and unfinished_runs(context.instance, views))
+            if views and views_busy:
+                # One run at a time refreshes the views, and a replica's views run after it. Its
+                # docs landing while another run's views read the replica, the automation would
+                # count that materialization as handling them: the replica runs alone now (never
+                # kept waiting behind a chain of view runs) and its views are due, in a run of
+                # their own once no other refreshes them.
+                context.log.info(f"{db}: replicated alone, its views once the views' run has finished")
+                due.add(db)
+            elif views and not views_upstream_missing(context, views):
+                views_busy = True
                 selection += views
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"{db}@{seq}",
-                    asset_selection=selection,
-                    asset_check_keys=checks_to_run(context, selection),
-                    tags={DB_TAG: db},
-                )
-            )
+                due.discard(db)
+            requests.append(run_request(context, f"{db}@{seq}", selection, {DB_TAG: db}))
             events.append(observation(db, seq, info))
             after[db] = seq
+        for db in sorted(due):
+            requested = any(r.tags.get(DB_TAG) == db for r in requests)
+            views = views_downstream(context, [raw_asset_key(db)])
+            if requested or running.get(db) or views_busy or unfinished_runs(context.instance, views):
+                continue
+            views_busy = True
+            due.discard(db)
+            requests.append(run_request(context, f"{db}@{after.get(db)}/views", views, {VIEWS_TAG: db}))
+        cursor = write_cursor(after, due)
         if not requests:
+            reason = f"the views of {', '.join(sorted(due))} wait for the views' run" if due else ""
             return dg.SensorResult(
-                skip_reason=dg.SkipReason("no database's update_seq moved"),
-                cursor=json.dumps(after, sort_keys=True),
+                skip_reason=dg.SkipReason(reason or "no database's update_seq moved"), cursor=cursor
             )
-        context.log.info("update_seq moved: " + ", ".join(r.tags[DB_TAG] for r in requests))
-        return dg.SensorResult(
-            run_requests=requests, asset_events=events, cursor=json.dumps(after, sort_keys=True)
-        )
+        context.log.info("runs requested: " + ", ".join(r.run_key or "" for r in requests))
+        return dg.SensorResult(run_requests=requests, asset_events=events, cursor=cursor)
 
     return couchdb_update_seq
 

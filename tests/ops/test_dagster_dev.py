@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from cht_assets.couch.client import CouchClient
+from cht_assets.defs.sensors import VIEWS_TAG
 from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, database_name, load_deployment
 from cht_assets.replica.replicate import replicate_database
@@ -247,16 +248,17 @@ def test_a_new_report_is_replicated_and_reaches_the_views(stack: Stack) -> None:
     entries = observed["assetNodeOrError"]["assetObservations"][0]["metadataEntries"]
     assert {"label": "update_seq", "text": seq} in entries
     # The views follow: in the replica's run (the sensor has them join it), or, where another
-    # run held them, through their automation conditions.
+    # run held them, in a run of their own once that one ended (or by their automation).
     dev.wait(
         lambda: stack.has_report(report),
         120,
         "the report in form_metadata",
     )
     automated = dev.runs({"tags": [{"key": "dagster/from_automation_condition", "value": "true"}]})
+    due = dev.runs({"tags": [{"key": VIEWS_TAG, "value": db}]})
     assert any(
         ["formviews", "form_metadata"] in [a["path"] for a in r["assetSelection"] or []]
-        for r in [run, *automated]
+        for r in [run, *due, *automated]
     )
 
 

@@ -18,7 +18,7 @@ from cht_assets.defs.raw import build_raw_assets, couchdb_asset_key, raw_asset_k
 from cht_assets.defs.reconcile import CHECK_NAME as RECONCILE_CHECK
 from cht_assets.defs.reconcile import reconcile_checks
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
-from cht_assets.defs.sensors import DB_TAG, UPDATE_SEQ_SENSOR, update_seq_sensor
+from cht_assets.defs.sensors import DB_TAG, UPDATE_SEQ_SENSOR, VIEWS_DUE, VIEWS_TAG, update_seq_sensor
 from cht_assets.servers.process import free_port
 from tests.support.dagster import dagster_instance
 
@@ -115,6 +115,7 @@ def location(source: CouchClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[t
     other.create_db()
     other.bulk_docs([{"_id": "x"}])
     monkeypatch.setenv("COUCHDB_DBS", f"{source.db},{other.db}")
+    monkeypatch.setenv("COUCHDB_POLL_SECONDS", "2")  # an idle tick watches for 1 s, not 14
     monkeypatch.setenv("POSTGRES_URL", f"postgresql://nobody@127.0.0.1:{free_port()}/none")
     sys.modules.pop("cht_assets.definitions", None)
     try:
@@ -149,11 +150,12 @@ def test_the_views_join_one_replication_run_superset_and_waiting_views_do_not(
             if graph.get(key).group_name not in {"raw", "superset", "ops"}:
                 instance.report_runless_asset_event(dg.AssetMaterialization(key))
         first = sensor.evaluate_tick(context)
-        # Both databases moved: the views join the first run; the second database waits for a
-        # later tick (its cursor kept), so no two runs refresh them.
-        (joined,) = first.run_requests
+        # Both databases moved: the views join the first run; the second database is replicated
+        # alone and its views are due (in the cursor), so no two runs refresh them.
+        joined, alone = first.run_requests
         assert joined.asset_selection[0] == raw_asset_key(source.db)
-        assert other not in json.loads(first.cursor)
+        assert alone.asset_selection == [raw_asset_key(other)] and alone.tags[DB_TAG] == other
+        assert json.loads(first.cursor)[VIEWS_DUE] == [other]
         assert {"formviews", "useviews"} <= groups(joined) and not groups(joined) & {"superset", "ops"}
         assert dg.AssetKey(["useviews", "useview_chw_activity"]) in joined.asset_selection
         # A view waiting for a form the deployment lacks stays out, as the automation leaves it.
@@ -161,8 +163,8 @@ def test_the_views_join_one_replication_run_superset_and_waiting_views_do_not(
         checks = set(joined.asset_check_keys)
         assert dg.AssetCheckKey(dg.AssetKey(["formviews", "form_metadata"]), "unique_key") in checks
 
-        # While a run refreshes the views, a moved database waits, its cursor kept; once that
-        # run ended, it replicates with its views.
+        # While a run refreshes the views, a moved database is replicated at once (never kept
+        # waiting behind view runs) and its views are due; once that run ended, they run alone.
         job = defs.resolve_implicit_global_asset_job_def()
         views = [key for key in joined.asset_selection if key != raw_asset_key(source.db)]
         run = instance.create_run_for_job(job, asset_selection=frozenset(views))
@@ -177,11 +179,22 @@ def test_the_views_join_one_replication_run_superset_and_waiting_views_do_not(
             )
             return sensor.evaluate_tick(context)
 
-        waiting = tick(first.cursor)
-        assert waiting.run_requests == [] and waiting.cursor == first.cursor
+        busy = tick(first.cursor)
+        (replica,) = busy.run_requests
+        assert replica.asset_selection == [raw_asset_key(source.db)]
+        assert json.loads(busy.cursor)[VIEWS_DUE] == sorted([source.db, other])
+        assert tick(busy.cursor).run_requests == []  # still refreshing: the views stay due
         instance.report_run_canceled(run)
-        after = tick(waiting.cursor)
-        assert [r.asset_selection for r in after.run_requests] == [joined.asset_selection]
+        due = tick(busy.cursor)
+        (views_run,) = due.run_requests  # one views run at a time
+        (db,) = [d for d in (source.db, other) if views_run.tags.get(VIEWS_TAG) == d]
+        assert views_run.run_key == f"{db}@{json.loads(busy.cursor)[db]}/views"
+        downstream = dg.AssetSelection.assets(raw_asset_key(db)).downstream().resolve(graph)
+        assert views_run.asset_selection and set(views_run.asset_selection) <= downstream - {
+            raw_asset_key(db)
+        }
+        assert {"formviews", "useviews"} <= groups(views_run) and not groups(views_run) & {"superset", "ops"}
+        assert json.loads(due.cursor)[VIEWS_DUE] == [d for d in (source.db, other) if d != db]
 
 
 def test_a_change_during_the_watch_is_seen_at_once(source: CouchClient) -> None:
