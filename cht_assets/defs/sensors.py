@@ -244,8 +244,10 @@ def update_seq_sensor(dbs: tuple[str, ...], interval_seconds: int) -> dg.SensorD
             views = views_downstream(context, [raw_asset_key(db)])
             if requested or running.get(db) or views_busy or unfinished_runs(context.instance, views):
                 continue
-            views_busy = True
             due.discard(db)
+            if views_upstream_missing(context, views):
+                continue  # a first start: the automation builds them once their upstream exists
+            views_busy = True
             requests.append(run_request(context, f"{db}@{after.get(db)}/views", views, {VIEWS_TAG: db}))
         cursor = write_cursor(after, due)
         if not requests:

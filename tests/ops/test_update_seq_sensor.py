@@ -146,10 +146,33 @@ def test_the_views_join_one_replication_run_superset_and_waiting_views_do_not(
             [raw_asset_key(source.db)],
             [raw_asset_key(other)],
         ]
+
+        def tick(cursor: str | None) -> dg.SensorExecutionData:
+            context = dg.build_sensor_context(
+                instance=instance,
+                definitions=defs,
+                cursor=cursor,
+                resources={"couchdb": CouchDBResource(url=source.server_url)},
+            )
+            return sensor.evaluate_tick(context)
+
+        # The automation's first views run in progress when a database moves: replicated alone,
+        # its views due; that run over with their upstream still missing, they are no longer
+        # due (the automation builds them once it exists), never a run that would fail.
+        job = defs.resolve_implicit_global_asset_job_def()
+        form_metadata = dg.AssetKey(["formviews", "form_metadata"])
+        first_views = instance.create_run_for_job(job, asset_selection=frozenset([form_metadata]))
+        source.bulk_docs([{"_id": "first-start-report", "type": "data_record"}])
+        moved = tick(fresh.cursor)
+        assert [r.asset_selection for r in moved.run_requests] == [[raw_asset_key(source.db)]]
+        assert json.loads(moved.cursor)[VIEWS_DUE] == [source.db]
+        instance.report_run_canceled(first_views)
+        over = tick(moved.cursor)
+        assert over.run_requests == [] and VIEWS_DUE not in json.loads(over.cursor)
         for key in graph.materializable_asset_keys:
             if graph.get(key).group_name not in {"raw", "superset", "ops"}:
                 instance.report_runless_asset_event(dg.AssetMaterialization(key))
-        first = sensor.evaluate_tick(context)
+        first = tick(None)  # as if both moved again
         # Both databases moved: the views join the first run; the second database is replicated
         # alone and its views are due (in the cursor), so no two runs refresh them.
         joined, alone = first.run_requests
@@ -165,19 +188,9 @@ def test_the_views_join_one_replication_run_superset_and_waiting_views_do_not(
 
         # While a run refreshes the views, a moved database is replicated at once (never kept
         # waiting behind view runs) and its views are due; once that run ended, they run alone.
-        job = defs.resolve_implicit_global_asset_job_def()
         views = [key for key in joined.asset_selection if key != raw_asset_key(source.db)]
         run = instance.create_run_for_job(job, asset_selection=frozenset(views))
         source.bulk_docs([{"_id": "new-report", "type": "data_record"}])
-
-        def tick(cursor: str | None) -> dg.SensorExecutionData:
-            context = dg.build_sensor_context(
-                instance=instance,
-                definitions=defs,
-                cursor=cursor,
-                resources={"couchdb": CouchDBResource(url=source.server_url)},
-            )
-            return sensor.evaluate_tick(context)
 
         busy = tick(first.cursor)
         (replica,) = busy.run_requests
