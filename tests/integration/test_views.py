@@ -236,6 +236,19 @@ def test_views_equal_python_and_follow_edits_and_deletes(deployment: Deployment)
     )
     assert all(check.passed for check in third.get_asset_check_evaluations())
 
+    # The same center edited but for its name and type: only its own row is rewritten.
+    center = client.get_doc(center["_id"])
+    assert "ok" in client.bulk_docs([{**center, "phone": "+254700000000"}])[0]
+    fourth = materialize(deployment)
+    hierarchy = metadata(fourth, "contactview_hierarchy")
+    assert (hierarchy["mode"], hierarchy["changed_docs"], hierarchy["rewritten_docs"]) == (
+        "incremental",
+        1,
+        1,
+    )
+    assert all(check.passed for check in fourth.get_asset_check_evaluations())
+    check_all(deployment)
+
 
 def test_column_schema_and_lineage_metadata(deployment: Deployment) -> None:
     result = materialize(deployment)
