@@ -1,7 +1,11 @@
--- materialized: view
+-- materialized: incremental
 -- unique_key: uuid
--- indexes: user_name; month; target_id
--- description: One row per user, reporting period and target (the target doc's winning revision, the one the client wrote last in that period): pass, total, percent (as the doc gives it, else pass*100/total, NULL when total is 0), the goal, type and label (translation key, else name) of the target's definition in the app settings (settings.tasks.targets.items; a negative goal means none), target_label (the label's words in the dashboards' language, else English, from useview_label; else the label, else the target id) and whether the goal is met (percent targets by percent, count targets by pass; NULL without a goal), with the CHW's (owner's) place hierarchy.
+-- doc_key: target_doc_uuid
+-- indexes: target_doc_uuid; chw_uuid; user_name; month; target_id; health_center_uuid
+-- gin_indexes: area_uuids
+-- affected_sql: SELECT t.target_doc_uuid FROM {table} AS t, (SELECT %s::text[] AS ids) AS c WHERE t.chw_uuid = ANY(c.ids) OR t.area_uuids && c.ids
+-- rebuild_on_change: SELECT dashboard_language(), md5(coalesce(string_agg(l.key || '=' || l.label, '|' ORDER BY l.key), '')), (SELECT md5(string_agg(s.doc #>> '{settings,tasks,targets}', '|' ORDER BY s.source)) FROM raw.couchdb_docs AS s WHERE s._id = 'settings' AND NOT s._deleted) FROM useview_label AS l
+-- description: One row per user, reporting period and target (the target doc's winning revision, the one the client wrote last in that period): pass, total, percent (as the doc gives it, else pass*100/total, NULL when total is 0), the goal, type and label (translation key, else name) of the target's definition in the app settings (settings.tasks.targets.items; a negative goal means none), target_label (the label's words in the dashboards' language, else English, from useview_label; else the label, else the target id) and whether the goal is met (percent targets by percent, count targets by pass; NULL without a goal), with the CHW's (owner's) place hierarchy. Incremental by target doc (charts and RLS filters read a table, not the targets unpacked from the raw docs per query): a changed target doc rewrites its rows, a changed CHW contact or place the rows that show it; a change of the settings' targets, of the dashboards' language or of their words rebuilds it whole.
 WITH definition AS (
   SELECT DISTINCT ON (i ->> 'id')
     i ->> 'id' AS target_id,
@@ -48,6 +52,7 @@ measured AS (
 )
 SELECT
   m._id || '/' || m.target_id AS uuid,
+  m._id AS target_doc_uuid,
   m.user_name,
   m.owner AS chw_uuid,
   h.name AS chw_name,

@@ -273,10 +273,24 @@ def test_activity_views_equal_the_oracles(deployment: Deployment, shared_dir: Pa
     gone = client.get_doc(next(t["uuid"] for t in tasks if t["state"] == "Failed"))
     target = client.get_doc(targets[0]["uuid"].split("/")[0])
     target["targets"][0]["value"] = {"pass": 3, "total": 7}
-    assert all("ok" in row for row in client.bulk_docs([ready, {**gone, "_deleted": True}, target]))
+    # Their CHW and the CHW's place renamed (their own docs unchanged): the task and target rows
+    # that show them are rewritten too.
+    chw = client.get_doc(next(t["chw_uuid"] for t in targets if t["chw_uuid"] and t["area_uuids"]))
+    place = client.get_doc(chw["parent"]["_id"])
+    center = next(t["health_center_uuid"] for t in tasks if t["health_center_uuid"])
+    renamed = [{**chw, "name": "Renamed ' CHW"}, {**place, "name": "Renamed ' place"}]
+    if center != place["_id"]:  # and a task's health center
+        renamed.append({**client.get_doc(center), "name": "Renamed ' center"})
+    assert all("ok" in row for row in client.bulk_docs([ready, {**gone, "_deleted": True}, target, *renamed]))
     assert_checks_passed(materialize(deployment))
     docs = [doc for suffix in databases for doc in deployment.docs(suffix)]
     assert len(oracle.task_rows(docs)) == len(tasks) - 1
+    shown = [t for t in oracle.target_rows(docs) if t["chw_uuid"] == chw["_id"]]
+    names = {(t["chw_name"], t["health_center_name"], t["clinic_name"]) for t in shown}
+    assert shown and {n[0] for n in names} == {"Renamed ' CHW"} and all("Renamed ' place" in n for n in names)
+    assert any(
+        t["health_center_name"] in ("Renamed ' place", "Renamed ' center") for t in oracle.task_rows(docs)
+    )
     assert (
         next(u for u in oracle.user_rows(docs, today()) if u["user_name"] == "andra")[
             "days_since_last_activity"

@@ -201,6 +201,7 @@ def target_rows(docs: Sequence[Doc], language: str | None = None) -> list[Row]:
             rows.append(
                 {
                     "uuid": f"{doc['_id']}/{target['id']}",
+                    "target_doc_uuid": doc["_id"],
                     "user_name": user_of(doc),
                     "chw_uuid": owner,
                     "chw_name": contact_name(docs, owner),
