@@ -52,7 +52,7 @@ import dagster as dg
 import psycopg
 import yaml
 from replication import raw_read
-from views import SEED, households_for, run, slowest_objects, touch
+from views import SEED, households_for, run, touch
 
 from cht_assets.bi.client import SupersetAPIError, SupersetClient
 from cht_assets.bi.dashboard_specs import load_dashboards
@@ -129,9 +129,9 @@ def child_sync(args: argparse.Namespace) -> None:
         "postgres": PostgresResource(url=args.pg_url),
     }
     with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME: the parent's instance
-        wall, layers, events = run(build_raw_assets(), resources, instance)
+        sync = run(build_raw_assets(), resources, instance)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"wall": wall, "work": sum(layers.values()), "events": events, "peak_rss_mb": peak_mb}))
+    print(json.dumps({"wall": sync.wall, "work": sync.work, "events": sync.events, "peak_rss_mb": peak_mb}))
 
 
 def raw_rows(pg_url: str) -> int:
@@ -424,15 +424,15 @@ def measure(target: int, args: argparse.Namespace) -> Result:
             views = build_view_assets()  # the forms are synced: formviews included
             say(f"full build of {len(views)} view-layer objects")
             with heartbeat("full build"), quiet(dagster_log):
-                full_wall, full_layers, full_events = run(views, resources, instance)
+                full = run(views, resources, instance)
             say(
-                f"  full build {full_wall:.1f}s: "
-                + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(full_layers.items()))
+                f"  full build {full.wall:.1f}s: "
+                + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(full.layers.items()))
             )
-            result.add("full build wall", full_wall, "s")
-            result.add("full build work (steps' own time)", sum(full_layers.values()), "s")
-            result.add("full build: Dagster events stored", full_events, "events")
-            for layer, seconds in sorted(full_layers.items()):
+            result.add("full build wall", full.wall, "s")
+            result.add("full build work (steps' own time)", full.work, "s")
+            result.add("full build: Dagster events stored", full.events, "events")
+            for layer, seconds in sorted(full.layers.items()):
                 result.add(f"  layer {layer}", seconds, "s")
             total, schemas = warehouse_size(pg_url)
             result.add("warehouse size (pg_database_size)", total / 2**20, "MB")
@@ -448,18 +448,20 @@ def measure(target: int, args: argparse.Namespace) -> Result:
                 edited, deleted = edited + e, deleted + d
             say(f"edited {edited:,} and deleted {deleted:,} docs in CouchDB; sync + refresh")
             with heartbeat("sync + refresh"), quiet(dagster_log):
-                sync_wall, sync_layers, sync_events = run(build_raw_assets(), resources, instance)
-                views_wall, incr_layers, views_events = run(views, resources, instance)
-            full_work = sum(full_layers.values())
-            incr_work = sum(sync_layers.values()) + sum(incr_layers.values())
-            say(f"  sync {sync_wall:.1f}s + refresh {views_wall:.1f}s")
-            say(f"  slowest objects (own time): {slowest_objects()}")
+                sync = run(build_raw_assets(), resources, instance)
+                refresh = run(views, resources, instance)
+            say(f"  sync {sync.wall:.1f}s + refresh {refresh.wall:.1f}s")
+            say(f"  slowest objects (own time): {refresh.slowest()}")
             result.add(f"{args.share:.0%} changed: docs edited + deleted", edited + deleted, "docs")
-            result.add("  sync wall", sync_wall, "s")
-            result.add("  refresh wall", views_wall, "s")
-            result.add("  work (steps' own time) / full build's", incr_work / full_work, "ratio")
-            result.add("  wall / full build's (goal <= 0.05)", (sync_wall + views_wall) / full_wall, "ratio")
-            result.add("  Dagster events stored", sync_events + views_events, "events")
+            result.add("  sync wall", sync.wall, "s")
+            result.add("  refresh wall", refresh.wall, "s")
+            result.add(
+                "  work (steps' own time) / full build's", (sync.work + refresh.work) / full.work, "ratio"
+            )
+            result.add(
+                "  wall / full build's (goal <= 0.05)", (sync.wall + refresh.wall) / full.wall, "ratio"
+            )
+            result.add("  Dagster events stored", sync.events + refresh.events, "events")
 
             # 4. charts
             if superset_started is not None:

@@ -17,6 +17,7 @@ import os
 import random
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -39,28 +40,42 @@ def households_for(total_docs: int) -> int:
     return max(1, round(1.2 * total_docs / per_household))
 
 
-OBJECTS: dict[str, float] = {}  # each object's own time in the last run (the slowest are printed)
+@dataclass(frozen=True)
+class Timed:
+    """One materialization: wall time, each object's own time (its step's `duration_seconds`)
+    and the number of events Dagster stored for the run."""
+
+    wall: float
+    objects: dict[str, float]
+    events: int
+
+    @property
+    def layers(self) -> dict[str, float]:
+        """Each layer's time: the sum of its objects' (the key's first part is the layer)."""
+        layers: dict[str, float] = collections.defaultdict(float)
+        for key, seconds in self.objects.items():
+            layers[key.split("/")[0]] += seconds
+        return dict(layers)
+
+    @property
+    def work(self) -> float:
+        return sum(self.objects.values())
+
+    def slowest(self, count: int = 12) -> str:
+        slowest = sorted(self.objects.items(), key=lambda item: -item[1])[:count]
+        return ", ".join(f"{key} {seconds:.2f}s" for key, seconds in slowest)
 
 
-def slowest_objects(count: int = 12) -> str:
-    slowest = sorted(OBJECTS.items(), key=lambda item: -item[1])[:count]
-    return ", ".join(f"{key} {seconds:.2f}s" for key, seconds in slowest)
-
-
-def run(assets: list, resources: dict, instance: dg.DagsterInstance) -> tuple[float, dict[str, float], int]:
-    """Wall time of one materialization, the time of each layer (sum of its steps' own time,
-    from their `duration_seconds`) and the number of events Dagster stored for the run."""
+def run(assets: list, resources: dict, instance: dg.DagsterInstance) -> Timed:
     started = time.monotonic()
     result = dg.materialize(assets, resources=resources, instance=instance)
     wall = time.monotonic() - started
-    layers: dict[str, float] = collections.defaultdict(float)
-    OBJECTS.clear()
-    for event in result.get_asset_materialization_events():
-        seconds = event.materialization.metadata.get("duration_seconds")
-        if seconds is not None:
-            layers[event.asset_key.path[0]] += seconds.value
-            OBJECTS[event.asset_key.to_user_string()] = seconds.value
-    return wall, dict(layers), len(instance.all_logs(result.run_id))
+    objects = {
+        event.asset_key.to_user_string(): seconds.value
+        for event in result.get_asset_materialization_events()
+        if (seconds := event.materialization.metadata.get("duration_seconds")) is not None
+    }
+    return Timed(wall, objects, len(instance.all_logs(result.run_id)))
 
 
 def touch(client: CouchClient, share: float, rng: random.Random) -> tuple[int, int]:
@@ -105,68 +120,48 @@ def main() -> None:
         )
         resources = {"couchdb": CouchDBResource(url=couch.url), "postgres": PostgresResource(url=pg_url)}
         with dg.instance_for_test() as instance:
-            sync_wall, _, _ = run(build_raw_assets(), resources, instance)
-            print(f"initial sync {sync_wall:.1f}s", flush=True)
+            sync = run(build_raw_assets(), resources, instance)
+            print(f"initial sync {sync.wall:.1f}s", flush=True)
             views = build_view_assets()  # now the forms are synced: formviews included
-            full_wall, full_layers, full_events = run(views, resources, instance)
-            print(f"(a) full build of {len(views)} objects: {full_wall:.1f}s", flush=True)
+            full = run(views, resources, instance)
+            print(f"(a) full build of {len(views)} objects: {full.wall:.1f}s", flush=True)
             edited, deleted = touch(
                 CouchClient(couch.url, database_name("medic", "medic")), args.share, random.Random(1)
             )
             print(f"edited {edited:,} and deleted {deleted:,} docs of medic in CouchDB", flush=True)
-            sync_wall, sync_layers, sync_events = run(build_raw_assets(), resources, instance)
-            views_wall, incr_layers, views_events = run(views, resources, instance)
+            sync = run(build_raw_assets(), resources, instance)
+            refresh = run(views, resources, instance)
     finally:
         couch.stop()
         pg.stop()
-    print_report(
-        full_wall,
-        full_layers,
-        full_events,
-        sync_wall,
-        sync_layers,
-        sync_events,
-        views_wall,
-        incr_layers,
-        views_events,
-    )
+    print_report(full, sync, refresh)
 
 
-def print_report(
-    full_wall: float,
-    full_layers: dict[str, float],
-    full_events: int,
-    sync_wall: float,
-    sync_layers: dict[str, float],
-    sync_events: int,
-    views_wall: float,
-    incr_layers: dict[str, float],
-    views_events: int,
-) -> None:
+def print_report(full: Timed, sync: Timed, refresh: Timed) -> None:
     """Two ratios: the work (the steps' own time: SQL, checks, metadata) and the wall time,
     which adds Dagster's fixed cost per step and per event (stored in the instance's event log,
     a cost that does not depend on the database's size)."""
-    full_work = sum(full_layers.values())
-    incr_work = sum(sync_layers.values()) + sum(incr_layers.values())
-    incr_wall = sync_wall + views_wall
-    print(f"(b) sync {sync_wall:.1f}s + refresh {views_wall:.1f}s = {incr_wall:.1f}s wall")
+    incr_work = sync.work + refresh.work
+    incr_wall = sync.wall + refresh.wall
+    print(f"(b) sync {sync.wall:.1f}s + refresh {refresh.wall:.1f}s = {incr_wall:.1f}s wall")
     print(
-        f"b / a (work: the steps' own time) = {incr_work:.2f}s / {full_work:.2f}s = {incr_work / full_work:.3f}  (target <= 0.05)"
+        f"b / a (work: the steps' own time) = {incr_work:.2f}s / {full.work:.2f}s = {incr_work / full.work:.3f}  (target <= 0.05)"
     )
     print(
-        f"b / a (wall, Dagster included) = {incr_wall:.1f}s / {full_wall:.1f}s = {incr_wall / full_wall:.3f}"
+        f"b / a (wall, Dagster included) = {incr_wall:.1f}s / {full.wall:.1f}s = {incr_wall / full.wall:.3f}"
     )
     overhead = incr_wall - incr_work
-    events = sync_events + views_events
+    events = sync.events + refresh.events
     print(
         f"Dagster's share of (b): {overhead:.1f}s for {events} stored events ({1000 * overhead / events:.0f} ms each); "
-        f"(a) stored {full_events}"
+        f"(a) stored {full.events}"
     )
     print(f"{'layer':<14} {'full (s)':>9} {'incremental (s)':>16}")
+    full_layers, sync_layers, incr_layers = full.layers, sync.layers, refresh.layers
     for layer in sorted({*full_layers, *sync_layers}):
-        full = full_layers.get(layer, 0.0)
-        print(f"{layer:<14} {full:>9.2f} {incr_layers.get(layer, sync_layers.get(layer, 0.0)):>16.2f}")
-    print(f"slowest objects of the refresh (own time): {slowest_objects()}")
+        seconds = full_layers.get(layer, 0.0)
+        print(f"{layer:<14} {seconds:>9.2f} {incr_layers.get(layer, sync_layers.get(layer, 0.0)):>16.2f}")
+    print(f"slowest objects of the refresh (own time): {refresh.slowest()}")
 
 
 if __name__ == "__main__":

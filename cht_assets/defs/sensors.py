@@ -174,7 +174,9 @@ def write_cursor(seqs: dict[str, str], due: set[str]) -> str:
     return json.dumps({**seqs, **({VIEWS_DUE: sorted(due)} if due else {})}, sort_keys=True)
 
 
-def run_request(context: dg.SensorEvaluationContext, run_key: str, selection: list[dg.AssetKey], tags: dict):
+def run_request(
+    context: dg.SensorEvaluationContext, run_key: str, selection: list[dg.AssetKey], tags: dict[str, str]
+) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=run_key,
         asset_selection=selection,
@@ -240,12 +242,14 @@ def update_seq_sensor(dbs: tuple[str, ...], interval_seconds: int) -> dg.SensorD
             events.append(observation(db, seq, info))
             after[db] = seq
         for db in sorted(due):
-            requested = any(r.tags.get(DB_TAG) == db for r in requests)
+            # A database replicated alone on this tick had its views busy (views_busy holds) or
+            # their upstream missing (left to the automation below): its replica never races a
+            # views run requested here.
             views = views_downstream(context, [raw_asset_key(db)])
-            if requested or running.get(db) or views_busy or unfinished_runs(context.instance, views):
+            if running.get(db) or views_busy or unfinished_runs(context.instance, views):
                 continue
             due.discard(db)
-            if views_upstream_missing(context, views):
+            if not views or views_upstream_missing(context, views):
                 continue  # a first start: the automation builds them once their upstream exists
             views_busy = True
             requests.append(run_request(context, f"{db}@{after.get(db)}/views", views, {VIEWS_TAG: db}))

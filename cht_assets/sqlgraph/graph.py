@@ -260,7 +260,12 @@ def _check_columns(source: Source) -> None:
             line = find_line(source.text, column, source.line_offset)
             raise SqlGraphError(obj.path, line, f"output column {column!r} appears more than once")
         seen.add(column)
-    for key, columns in [("unique_key", obj.unique_key), *(("indexes", cols) for cols in obj.indexes)]:
+    keyed = [
+        ("unique_key", obj.unique_key),
+        *(("indexes", cols) for cols in obj.indexes),
+        ("gin_indexes", obj.gin_indexes),
+    ]
+    for key, columns in keyed:
         missing = [c for c in columns if c not in seen]
         if missing:
             raise SqlGraphError(

@@ -99,3 +99,8 @@ class SqlObject:
     def indexes(self) -> tuple[tuple[str, ...], ...]:
         """`-- indexes: uuid; parent_uuid, type` -> (("uuid",), ("parent_uuid", "type"))."""
         return tuple(cols for cols in map(split_list, self.config.get("indexes", "").split(";")) if cols)
+
+    @property
+    def gin_indexes(self) -> tuple[str, ...]:
+        """`-- gin_indexes: area_uuids` -> ("area_uuids",): array columns searched by overlap."""
+        return split_list(self.config.get("gin_indexes", ""))

@@ -32,7 +32,7 @@ from cht_assets.replica.schema import RAW_RELATIONS
 from cht_assets.settings import Settings
 from cht_assets.sqlgraph import SqlGraph, SqlObject, load_sql_dir
 from cht_assets.sqlgraph.files import SqlFile, read_sql_dir
-from cht_assets.sqlgraph.model import code_version, split_list
+from cht_assets.sqlgraph.model import code_version
 from cht_assets.sqlnames import quote_ident, quote_literal
 from cht_assets.warehouse.comments import read_column_descriptions
 from cht_assets.warehouse.dictionary import CHOICE_COLUMNS, CHOICES_TABLE
@@ -177,7 +177,7 @@ def static_entry(obj: SqlObject, descriptions: Mapping[str, str] | None = None) 
         # refresh also rewrites for the changed doc ids bound as %s (docs the rows read but are
         # not keyed by: a renamed place, a moved CHW).
         affected_sql=obj.config.get("affected_sql", ""),
-        gin_indexes=split_list(obj.config.get("gin_indexes", "")),
+        gin_indexes=obj.gin_indexes,
         description=obj.description,
         column_descriptions=read_column_descriptions(obj) if descriptions is None else descriptions,
     )

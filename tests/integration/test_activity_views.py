@@ -24,6 +24,7 @@ from tests.integration.pipeline import (
     Deployment,
     materialize,
     materialize_only,
+    metadata,
     new_empty_deployment,
 )
 from tests.integration.test_cht_sample_docs import load, sample_docs
@@ -298,6 +299,18 @@ def test_activity_views_equal_the_oracles(deployment: Deployment, shared_dir: Pa
         == 0
     )
     assert_views_equal_oracles(deployment, docs)
+
+    # The place edited but for its name: no task or target row shows a difference, none is rewritten.
+    place = client.get_doc(place["_id"])
+    assert "ok" in client.bulk_docs([{**place, "phone": "+254700000001"}])[0]
+    unrelated = materialize(deployment)
+    assert_checks_passed(unrelated)
+    for view in ("useview_task", "useview_target"):
+        assert (metadata(unrelated, view)["changed_docs"], metadata(unrelated, view)["rewritten_docs"]) == (
+            1,
+            0,
+        )
+    assert_views_equal_oracles(deployment, [doc for suffix in databases for doc in deployment.docs(suffix)])
 
 
 def assert_views_equal_oracles(

@@ -264,9 +264,10 @@ def test_object_fields(tmp_path: Path) -> None:
         ("-- description: a\n-- description: b\nSELECT 1 AS a", 2, "repeated"),
         ("-- unique_key: id\nSELECT 1 AS uuid", 1, "not among the output columns"),
         ("-- indexes: uuid; kind\nSELECT 1 AS uuid", 1, "'kind'"),
+        ("-- description: a\n-- gin_indexes: areas\nSELECT 1 AS uuid", 2, "gin_indexes names 'areas'"),
         ("SELECT _id AS uuid,\n  doc->>'_id' AS uuid\nFROM raw.couchdb_docs", 1, "more than once"),
     ],
-    ids=["bad materialized", "repeated key", "unique_key", "indexes", "duplicate column"],
+    ids=["bad materialized", "repeated key", "unique_key", "indexes", "gin_indexes", "duplicate column"],
 )
 def test_header_and_column_errors(tmp_path: Path, text: str, line: int, words: str) -> None:
     error = error_of(tmp_path, {"useviews/bad.sql": text})
