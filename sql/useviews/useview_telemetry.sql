@@ -1,6 +1,6 @@
 -- materialized: incremental
 -- unique_key: uuid
--- indexes: period_start, user_name
+-- indexes: period_start, user_name; user_name, period_start
 -- description: One row per telemetry doc: period, user, app version, boot times (cht-couch2pg).
 SELECT
   d._id AS uuid,

@@ -1,7 +1,7 @@
 -- materialized: view
 -- unique_key: user_name
 -- indexes: user_name
--- description: One row per CHT user (user-settings docs in medic, enriched by the `_users` doc of type user where that database is replicated): name, roles, places (facility_id may be an array; facility_uuid is the first), contact, the first and last report submitted by the user's contact, the newest telemetry day and app version, and the last activity (latest of last report, telemetry day start UTC, task state change) with days since it as of today (UTC) and whether that is under 7 days; with the place hierarchy of the facility.
+-- description: One row per CHT user (user-settings docs in medic, enriched by the `_users` doc of type user where that database is replicated): name, roles, places (facility_id may be an array; facility_uuid is the first), contact, the first and last report submitted by the user's contact (to the second, as data_record's `reported`), the newest telemetry day and app version, and the last activity (latest of last report, telemetry day start UTC, task state change) with days since it as of today (UTC) and whether that is under 7 days; with the place hierarchy of the facility.
 WITH settings AS (
   SELECT DISTINCT ON (s.doc ->> 'name')
     s._id,
@@ -53,31 +53,6 @@ users AS (
   FROM settings AS s
   LEFT JOIN account AS a ON a._id = s._id
 ),
-reports AS (
-  SELECT
-    r.doc #>> '{contact,_id}' AS contact_uuid,
-    min(cht_epoch_ms_to_timestamptz(r.doc ->> 'reported_date')) AS first_report,
-    max(cht_epoch_ms_to_timestamptz(r.doc ->> 'reported_date')) AS last_report
-  FROM raw.couchdb_docs AS r
-  WHERE r.doc ->> 'type' = 'data_record'
-    AND NOT r._deleted
-    AND r.doc #>> '{contact,_id}' IN (SELECT contact_uuid FROM users)
-  GROUP BY 1
-),
-telemetry AS (
-  SELECT DISTINCT ON (t.user_name)
-    t.user_name,
-    t.period_start AS last_telemetry_date,
-    t.app_version
-  FROM useview_telemetry AS t
-  WHERE t.period_start IS NOT NULL
-  ORDER BY t.user_name, t.period_start DESC, t.uuid DESC
-),
-tasks AS (
-  SELECT user_name, max(state_at) AS last_task_change
-  FROM useview_task
-  GROUP BY user_name
-),
 activity AS (
   SELECT
     u.*,
@@ -87,9 +62,27 @@ activity AS (
     t.app_version,
     greatest(r.last_report, t.last_telemetry_date::timestamp AT TIME ZONE 'UTC', k.last_task_change) AS last_activity
   FROM users AS u
-  LEFT JOIN reports AS r ON r.contact_uuid = u.contact_uuid
-  LEFT JOIN telemetry AS t ON t.user_name = u.user_name
-  LEFT JOIN tasks AS k ON k.user_name = u.user_name
+  -- Lookups per user through indexes (data_record (contact_uuid, reported), useview_telemetry
+  -- (user_name, period_start), useview_task (user_name, state_at)): every chart query computes
+  -- this view, and grouping all reports, telemetry and tasks made each one grow with the data.
+  LEFT JOIN LATERAL (
+    SELECT min(d.reported) AS first_report, max(d.reported) AS last_report
+    FROM data_record AS d
+    WHERE d.contact_uuid = u.contact_uuid
+  ) AS r ON true
+  LEFT JOIN LATERAL (
+    SELECT t.period_start AS last_telemetry_date, t.app_version
+    FROM useview_telemetry AS t
+    WHERE t.user_name = u.user_name
+      AND t.period_start IS NOT NULL
+    ORDER BY t.period_start DESC, t.uuid DESC
+    LIMIT 1
+  ) AS t ON true
+  LEFT JOIN LATERAL (
+    SELECT max(k.state_at) AS last_task_change
+    FROM useview_task AS k
+    WHERE k.user_name = u.user_name
+  ) AS k ON true
 )
 SELECT
   a.user_name,

@@ -228,8 +228,8 @@ def user_rows(docs: Sequence[Doc], today: date) -> list[Row]:
     for report in live(docs, "data_record"):
         contact = report.get("contact")
         when = epoch_ms(report.get("reported_date"))
-        if isinstance(contact, dict) and when is not None:
-            reports.setdefault(contact.get("_id"), []).append(when)
+        if isinstance(contact, dict) and when is not None:  # to the second, as data_record's reported
+            reports.setdefault(contact.get("_id"), []).append(when.replace(microsecond=0))
     telemetry: dict[str, tuple[date, str, str | None]] = {}
     for doc in live(docs, "telemetry"):
         meta = doc.get("metadata") or {}
