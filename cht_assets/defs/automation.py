@@ -108,18 +108,28 @@ def follow_upstream() -> dg.AutomationCondition:
     )
 
 
+def upstream_updated_since_handled() -> dg.AutomationCondition:
+    """An upstream update this asset has not served: one later than both this asset's last
+    request and its last materialization. Not `since_last_handled()`: that ORs its resets, and an
+    OR drops the events' times, so an update seen on the same tick as this asset's own request or
+    materialization counted as served although it came after them (a Superset dataset kept a
+    formview's old columns). One `since` per reset keeps the times: the later event wins."""
+    AC = dg.AutomationCondition
+    updated = AC.any_deps_match(AC.newly_updated())
+    return (updated.since(AC.newly_requested()) & updated.since(AC.newly_updated())).with_label(
+        "any_deps_updated since handled"
+    )
+
+
 def after_upstream_finished() -> dg.AutomationCondition:
     """eager() for Superset: it joins a run requested for other Superset assets, but never one
     requested for the views; it waits until those finished."""
     AC = dg.AutomationCondition
     superset = dg.AssetSelection.groups(SUPERSET_GROUP)
     views_requested = AC.any_deps_match(AC.will_be_requested()).ignore(superset)
-    updated = (
-        AC.any_deps_match(AC.newly_updated() & ~AC.executed_with_root_target())
-        | AC.any_deps_match(AC.will_be_requested()).allow(superset)
-    ).with_label("any_deps_updated (views: finished)")
+    joins = AC.any_deps_match(AC.will_be_requested()).allow(superset).with_label("joins a Superset run")
     return (
-        ((AC.newly_missing() | updated).since_last_handled() | build_when_missing())
+        (upstream_updated_since_handled() | joins | build_when_missing())
         & ~AC.any_deps_missing()
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()

@@ -136,6 +136,11 @@ def database_asset() -> dg.AssetsDefinition:
     return superset_database_connection
 
 
+# Publishing again when the view's columns changed meanwhile; a view rebuilt faster than
+# this is being rebuilt in a loop, and its next update requests the dataset again anyway.
+REPUBLISH_TRIES = 3
+
+
 def dataset_asset(
     source: DatasetSource, sources: Sequence[DatasetSource], specs: Sequence[DashboardSpec], access_path: Path
 ) -> dg.AssetsDefinition:
@@ -163,15 +168,23 @@ def dataset_asset(
             context.log.warning(f"not shared with any manager: {error}")
             config = None
         with superset.client() as client:
-            result = publish_dataset(
-                client,
-                postgres.conninfo,
-                database,
-                dataset,
-                config=config,
-                sources=sources,
-                dashboards=specs,
-            )
+            for attempt in range(1, REPUBLISH_TRIES + 1):
+                result = publish_dataset(
+                    client,
+                    postgres.conninfo,
+                    database,
+                    dataset,
+                    config=config,
+                    sources=sources,
+                    dashboards=specs,
+                )
+                # The view rebuilt while it was published (a new form version's column): its
+                # update may reach the automation before this materialization and count as served.
+                now = read_dataset(postgres.conninfo, source)
+                if now.columns == dataset.columns or attempt == REPUBLISH_TRIES:
+                    break
+                context.log.info(f"{source.relation} changed its columns while published: again")
+                dataset = now
             url = f"{client.url}/explore/?datasource_type=table&datasource_id={result.id}"
         context.log.info(f"dataset {result.name} (id {result.id}): {len(result.details['columns'])} columns")
         return dg.MaterializeResult(

@@ -1,4 +1,5 @@
-"""Refresh one view-layer object: a view, a function, or an incremental table."""
+"""Refresh one view-layer object: a view, a function, an incremental table, or a table rebuilt
+in full (a rollup)."""
 
 from __future__ import annotations
 
@@ -298,6 +299,20 @@ def keyed_select(obj: Buildable) -> str:
     return f"SELECT * FROM ({obj.sql.replace('%', '%%')}) AS m WHERE m.{quote_ident(obj.doc_key)} = ANY(%s)"
 
 
+def refresh_table(conn: psycopg.Connection, obj: Buildable, dependents: Dependents) -> IncrementalResult:
+    """A rollup kept as a table (`materialized: table`): built again in full on every refresh,
+    as a view is computed again on every read (it may read any object upstream, and current_date
+    for age bands), in one transaction: readers keep the old rows until commit. For rollups whose
+    query costs a second where each chart of a view would."""
+    upto = committed_change_seq(conn)
+    with conn.transaction():
+        lock(conn, obj.name)
+        relocate(conn, obj)
+        mode, rows = rebuild_table(conn, obj, dependents)
+        save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, upto, rows, obj.schema)
+    return IncrementalResult(mode, rows)
+
+
 def refresh(conn: psycopg.Connection, obj: Buildable, dependents: Dependents = ()) -> RefreshResult:
     """Bring `obj` up to date; `dependents` are the objects downstream of it, in build order.
     Views are not counted: that would run them in full on every refresh."""
@@ -309,8 +324,9 @@ def refresh(conn: psycopg.Connection, obj: Buildable, dependents: Dependents = (
         mode = refresh_function(conn, obj)
     elif obj.kind == "view":
         mode = refresh_view(conn, obj, dependents)
-    elif obj.kind == "incremental":
-        maintained = refresh_incremental(conn, obj, dependents)
+    elif obj.kind in ("incremental", "table"):
+        maintain = refresh_incremental if obj.kind == "incremental" else refresh_table
+        maintained = maintain(conn, obj, dependents)
         mode, rows, ids, rewritten = (
             maintained.mode,
             maintained.rows,
@@ -318,8 +334,8 @@ def refresh(conn: psycopg.Connection, obj: Buildable, dependents: Dependents = (
             maintained.rewritten_ids,
         )
     else:
-        raise ValueError(f"{obj.name}: unknown kind {obj.kind!r} (view, incremental or function)")
-    if obj.kind != "incremental":
+        raise ValueError(f"{obj.name}: unknown kind {obj.kind!r} (view, incremental, table or function)")
+    if obj.kind in ("view", "function"):
         with conn.transaction():
             save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, 0, rows, obj.schema)
     changed = -1 if ids is None else len(ids)

@@ -1,4 +1,4 @@
--- materialized: view
+-- materialized: table
 -- unique_key: chw_uuid, week, form
 -- nullable_key: chw_uuid, week
 -- description: Reports per CHW (submitter) per week per form, with the form's title in words (useview_form_label: in the dashboards' language; the form id when the deployment has no such form doc) and the CHW's place hierarchy.

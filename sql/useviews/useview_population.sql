@@ -1,4 +1,4 @@
--- materialized: view
+-- materialized: table
 -- unique_key: area_uuid, sex, age_band
 -- description: Living persons by sex and age band (00-04, 05-14, 15-49, 50+: zero-padded so they sort) per area (the parent of their household), with households counted; household = a place of the lowest place type.
 WITH leaf_types AS (

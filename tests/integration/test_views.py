@@ -135,17 +135,41 @@ def check_formviews(deployment: Deployment, docs: list[dict]) -> None:
         assert actual == by_uuid, view
 
 
+def age_band(born: str | None, today: date) -> str:
+    if not born:
+        return "unknown"
+    dob = date.fromisoformat(born[:10])
+    years = today.year - dob.year - ((today.month, today.day) < (dob.month, dob.day))
+    return "00-04" if years < 5 else "05-14" if years < 15 else "15-49" if years < 50 else "50+"
+
+
 def check_population(deployment: Deployment, docs: list[dict]) -> None:
+    """The rollup table (rebuilt on every refresh) against the docs: persons and households per
+    area, sex and age band on the warehouse's date."""
     by_id = {d["_id"]: d for d in docs}
-    expected: collections.Counter = collections.Counter()
+    (today,) = query(deployment.pg_url, "SELECT current_date")[0]
+    persons: collections.Counter = collections.Counter()
+    households: dict[tuple, set[str]] = collections.defaultdict(set)
     for doc in docs:
         household = by_id.get((doc.get("parent") or {}).get("_id"), {})
         if doc.get("type") == "person" and household.get("type") == "clinic" and not doc.get("date_of_death"):
-            expected[(household.get("parent") or {}).get("_id"), doc.get("sex") or "unknown"] += 1
+            key = (
+                (household.get("parent") or {}).get("_id"),
+                doc.get("sex") or "unknown",
+                age_band(doc.get("date_of_birth"), today),
+            )
+            persons[key] += 1
+            households[key].add(household["_id"])
     rows = query(
-        deployment.pg_url, "SELECT area_uuid, sex, sum(persons)::int FROM useview_population GROUP BY 1, 2"
+        deployment.pg_url, "SELECT area_uuid, sex, age_band, persons, households FROM useview_population"
     )
-    assert {(area, sex): n for area, sex, n in rows} == dict(expected)
+    assert {(area, sex, band): (n, h) for area, sex, band, n, h in rows} == {
+        key: (n, len(households[key])) for key, n in persons.items()
+    }
+    assert query(
+        deployment.pg_url,
+        "SELECT c.relkind FROM pg_class c WHERE c.oid = 'public.useview_population'::regclass",
+    ) == [("r",)]
 
 
 def check_telemetry(deployment: Deployment) -> None:

@@ -47,8 +47,9 @@ class Ticks:
         return {self.graph.get(key).group_name for key in self.requested}
 
     def succeed(self, keys: set[dg.AssetKey]) -> None:
-        """Materializations of `keys`, and every blocking check on them passing."""
-        for key in keys:
+        """Materializations of `keys` in the order a run makes them, and every blocking check on
+        them passing."""
+        for key in [key for key in self.graph.toposorted_asset_keys if key in keys]:
             self.instance.report_runless_asset_event(dg.AssetMaterialization(key))
             for check in self.graph.get_check_keys_for_assets({key}):
                 if self.graph.get(check).blocking:
@@ -153,3 +154,44 @@ def test_keepalive_refreshes_an_idle_graph_in_two_runs(defs: dg.Definitions) -> 
         assert ticks.requested == everything - ticks.keys("superset") - waiting
         ticks.succeed(ticks.requested)
         assert ticks.tick(datetime(2026, 1, 1, 12, 12, tzinfo=UTC)) == {"superset"}
+
+
+def test_an_upstream_update_on_the_tick_of_a_superset_request_or_run_is_not_lost(
+    defs: dg.Definitions,
+) -> None:
+    """A dataset requested for one update of its view, or published just before the next, still
+    follows that next update (a new form version's column): Dagster's since_last_handled would
+    count it as served by the request or run it came after. Served, it is not requested again."""
+    view = dg.AssetKey(["useviews", "useview_chw_activity"])
+    dataset = dg.AssetKey(["superset", "datasets", "useview_chw_activity"])
+    views = ("raw", "base", "compat", "functions", "contactviews", "formviews", "useviews", "dictionary")
+    with dagster_instance() as instance:
+        ticks = Ticks(defs, instance)
+        ticks.succeed(ticks.keys(*views, "superset"))
+        ticks.tick()
+
+        def requested_once() -> None:
+            ticks.tick()
+            assert dataset in ticks.requested
+            for _ in range(2):  # its run is on its way: nothing more
+                ticks.tick()
+                assert dataset not in ticks.requested
+
+        ticks.succeed({view})
+        requested_once()
+        # The view updated again before the next tick: the request came before that update.
+        ticks.succeed({view})
+        ticks.tick()
+        assert dataset in ticks.requested
+        ticks.succeed({view})
+        requested_once()
+        # The dataset's run published, then the view updated again, both before the next tick.
+        ticks.succeed({dataset})
+        ticks.succeed({view})
+        requested_once()
+        # The dataset's run published after the view's update: served.
+        ticks.succeed({view})
+        ticks.succeed({dataset})
+        ticks.tick()
+        assert dataset not in ticks.requested
+        assert ticks.tick() == set()
