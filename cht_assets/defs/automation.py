@@ -21,7 +21,8 @@ What runs when:
                 checks said: it documents what there is
     superset    eager, but never joining a run requested for the views: Superset assets run in
                 runs of their own, so a Superset outage fails Superset runs only; the database
-                connection on a keepalive of its own, half a period after the raw one
+                connection (and access after it) on a keepalive of its own, half a period after
+                the raw one; datasets follow their views, not that keepalive
     ops         the daily backup schedule (cht_assets.defs.schedules)
     matches_couchdb  the daily reconciliation schedule only, never with a materialization
                 (cht_assets.defs.reconcile)
@@ -39,6 +40,7 @@ import dagster as dg
 
 from cht_assets.defs import alerts, backups, reconcile, schedules, sensors
 from cht_assets.defs.dictionary import DICTIONARY_PAGE_KEY
+from cht_assets.defs.superset import DATABASE_KEY
 from cht_assets.defs.views import WAITING_TAG
 from cht_assets.settings import OpsSettings, load_ops_settings, load_settings
 
@@ -108,28 +110,33 @@ def follow_upstream() -> dg.AutomationCondition:
     )
 
 
-def upstream_updated_since_handled() -> dg.AutomationCondition:
+def upstream_updated_since_handled(ignored: dg.AssetSelection) -> dg.AutomationCondition:
     """An upstream update this asset has not served: one later than both this asset's last
     request and its last materialization. Not `since_last_handled()`: that ORs its resets, and an
     OR drops the events' times, so an update seen on the same tick as this asset's own request or
     materialization counted as served although it came after them (a Superset dataset kept a
     formview's old columns). One `since` per reset keeps the times: the later event wins."""
     AC = dg.AutomationCondition
-    updated = AC.any_deps_match(AC.newly_updated())
+    updated = AC.any_deps_match(AC.newly_updated()).ignore(ignored)
     return (updated.since(AC.newly_requested()) & updated.since(AC.newly_updated())).with_label(
         "any_deps_updated since handled"
     )
 
 
-def after_upstream_finished() -> dg.AutomationCondition:
+def after_upstream_finished(ignored: dg.AssetSelection) -> dg.AutomationCondition:
     """eager() for Superset: it joins a run requested for other Superset assets, but never one
-    requested for the views; it waits until those finished."""
+    requested for the views; it waits until those finished. Updates of `ignored` start nothing."""
     AC = dg.AutomationCondition
     superset = dg.AssetSelection.groups(SUPERSET_GROUP)
     views_requested = AC.any_deps_match(AC.will_be_requested()).ignore(superset)
-    joins = AC.any_deps_match(AC.will_be_requested()).allow(superset).with_label("joins a Superset run")
+    joins = (
+        AC.any_deps_match(AC.will_be_requested())
+        .allow(superset)
+        .ignore(ignored)
+        .with_label("joins a Superset run")
+    )
     return (
-        (upstream_updated_since_handled() | joins | build_when_missing())
+        (upstream_updated_since_handled(ignored) | joins | build_when_missing())
         & ~AC.any_deps_missing()
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
@@ -155,7 +162,12 @@ def automation_condition(spec: dg.AssetSpec, minutes: int) -> dg.AutomationCondi
     if spec.key == DICTIONARY_PAGE_KEY:
         return describe_what_exists()
     superset = group == SUPERSET_GROUP
-    condition = after_upstream_finished() if superset else follow_upstream()
+    # A dataset follows its view, which the raw keepalive refreshes, not the keepalive of the
+    # database connection as well (that provisions the same connection again): else every
+    # dataset and dashboard was published twice a period. Access follows the connection.
+    follows_views = {dep.asset_key for dep in spec.deps} - {DATABASE_KEY}
+    ignored = dg.AssetSelection.assets(DATABASE_KEY) if follows_views else dg.AssetSelection.assets()
+    condition = after_upstream_finished(ignored) if superset else follow_upstream()
     # Roots have nothing upstream to follow. Superset's keepalive ticks apart from the raw one:
     # assets requested on one tick share a run.
     cron = keepalive_cron(minutes, offset=superset)

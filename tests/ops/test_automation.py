@@ -144,9 +144,12 @@ def test_keepalive_refreshes_an_idle_graph_in_two_runs(defs: dg.Definitions) -> 
         ticks.tick(datetime(2026, 1, 1, 12, 1, tzinfo=UTC))
         ticks.succeed(ticks.requested)
         assert ticks.tick(datetime(2026, 1, 1, 12, 4, tzinfo=UTC)) == set()
-        # 12:05, Superset's keepalive (offset by half the period): the Superset assets only.
+        # 12:05, Superset's keepalive (offset by half the period): the database connection and
+        # access after it; the datasets follow their views, not the connection.
         assert ticks.tick(datetime(2026, 1, 1, 12, 6, tzinfo=UTC)) == {"superset"}
+        assert ticks.requested == {dg.AssetKey(["superset", "database"]), dg.AssetKey(["superset", "access"])}
         ticks.succeed(ticks.requested)
+        assert ticks.tick(datetime(2026, 1, 1, 12, 7, tzinfo=UTC)) == set()
         # 12:10: every raw replica, the roots, and every view after them, as one run (but the
         # use view waiting for forms this deployment lacks).
         assert ticks.tick(datetime(2026, 1, 1, 12, 11, tzinfo=UTC)) == {"raw", *views}
