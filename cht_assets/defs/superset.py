@@ -136,8 +136,8 @@ def database_asset() -> dg.AssetsDefinition:
     return superset_database_connection
 
 
-# Publishing again when the view's columns changed meanwhile; a view rebuilt faster than
-# this is being rebuilt in a loop, and its next update requests the dataset again anyway.
+# How often a dataset is published again while its view's columns keep changing: a view that
+# changes faster than that is rebuilt in a loop, and its next update requests the dataset anyway.
 REPUBLISH_TRIES = 3
 
 

@@ -332,8 +332,9 @@ def test_refresh_under_20_parallel_readers(
         )
     reader = psycopg.connect(pg_url)
     # Parsing a view definition locks the view it reads but, unlike a query, not the relations
-    # under it: the reader now holds useview_population alone, until it commits.
-    reader.execute("CREATE TEMP VIEW hold AS SELECT * FROM useview_population")
+    # under it: the reader now holds useview_pregnancy (a view over contactview_contact) alone,
+    # until it commits.
+    reader.execute("CREATE TEMP VIEW hold AS SELECT * FROM useview_pregnancy")
     outcome: dict[str, object] = {}
 
     def rebuild() -> None:

@@ -39,6 +39,7 @@ LANGUAGE_ASSETS = (
     "useview_task",
     "useview_target",
     "useview_target_area",
+    "useview_chw_activity",  # a rollup table: the form labels are in its rows
 )
 USERS_SUFFIX = "-users"
 
