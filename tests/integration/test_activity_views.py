@@ -28,6 +28,7 @@ from tests.integration.pipeline import (
     new_empty_deployment,
 )
 from tests.integration.test_cht_sample_docs import load, sample_docs
+from tests.integration.test_views import check_population
 from tests.support import oracles_activity as oracle
 
 VIEWS = ("useview_user", "useview_task", "useview_task_monthly", "useview_target", "useview_target_area")
@@ -227,6 +228,7 @@ def test_activity_views_equal_the_oracles(deployment: Deployment, shared_dir: Pa
     deploy(deployment, databases)
     assert_checks_passed(materialize(deployment))
     docs = [doc for suffix in databases for doc in deployment.docs(suffix)]
+    check_population(deployment, deployment.docs())  # the rollup table on the real contacts
 
     users = oracle.user_rows(docs, today())
     assert {u["user_name"] for u in users} == {"andra", "brinda", "carla", "admin", "dora"}

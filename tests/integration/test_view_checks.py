@@ -103,11 +103,12 @@ def as_refreshed(conn: psycopg.Connection, name: str, sql: str | None = None) ->
     """`name` as the next refresh leaves it after a break, built from `sql` (else its own SQL): a
     view computes itself again; a rollup table is rebuilt, without its unique index, so that its
     checks see a broken grain (a refresh would fail on the index)."""
-    if sql_object(name).kind == "view":
+    obj = sql_object(name)
+    if obj.kind == "view":
         if sql:
             conn.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
         return
-    sql = sql or sql_object(name).sql
+    sql = sql or obj.sql
     drop_unique(conn, name)
     conn.execute(f"DELETE FROM {name}")
     conn.execute(f"INSERT INTO {name} SELECT * FROM ({sql}) AS rebuilt")

@@ -19,6 +19,7 @@ from cht_assets.demo.loader import apply_mutations, couch_clients, load_deployme
 from cht_assets.demo.xform import FORM_NAMES
 from cht_assets.warehouse.comments import comment_statements, read_comments
 from tests.integration.pipeline import Deployment, materialize, metadata, new_deployment
+from tests.support import oracles_base
 from tests.support.oracles_maternal import maternal_oracle
 
 SEED, HOUSEHOLDS = 7, 40
@@ -143,16 +144,40 @@ def age_band(born: str | None, today: date) -> str:
     return "00-04" if years < 5 else "05-14" if years < 15 else "15-49" if years < 50 else "50+"
 
 
+# CHT's default hierarchy, where a deployment's settings configure no contact types.
+DEFAULT_CONTACT_TYPES = [
+    {"id": "district_hospital"},
+    {"id": "health_center", "parents": ["district_hospital"]},
+    {"id": "clinic", "parents": ["health_center"]},
+    {"id": "person", "person": True, "parents": ["district_hospital", "health_center", "clinic"]},
+]
+
+
+def household_types(docs: list[dict]) -> tuple[set[str], set[str]]:
+    """The person types, and the place types no place type sits under (households)."""
+    sourced = [oracles_base.Sourced("", doc) for doc in docs]
+    types = oracles_base.configured_types(sourced) or DEFAULT_CONTACT_TYPES
+    persons = oracles_base.person_types(sourced)
+    places = {t["id"] for t in types} - persons
+    return persons, places - {parent for t in types if t["id"] in places for parent in t.get("parents") or []}
+
+
 def check_population(deployment: Deployment, docs: list[dict]) -> None:
     """The rollup table (rebuilt on every refresh) against the docs: persons and households per
-    area, sex and age band on the warehouse's date."""
+    area, sex and age band on the warehouse's date, for the deployment's own contact types."""
     by_id = {d["_id"]: d for d in docs}
+    person_types, leaf_types = household_types(docs)
     (today,) = query(deployment.pg_url, "SELECT current_date")[0]
     persons: collections.Counter = collections.Counter()
     households: dict[tuple, set[str]] = collections.defaultdict(set)
     for doc in docs:
         household = by_id.get((doc.get("parent") or {}).get("_id"), {})
-        if doc.get("type") == "person" and household.get("type") == "clinic" and not doc.get("date_of_death"):
+        if (
+            oracles_base.is_contact(doc)
+            and oracles_base.contact_type(doc) in person_types
+            and oracles_base.contact_type(household) in leaf_types
+            and not doc.get("date_of_death")
+        ):
             key = (
                 (household.get("parent") or {}).get("_id"),
                 doc.get("sex") or "unknown",
