@@ -9,7 +9,6 @@ import psycopg
 
 from cht_assets.sqlgraph.model import SqlObject
 from cht_assets.warehouse import checks
-from cht_assets.warehouse.quality import Finding
 from cht_assets.warehouse.refresh import Buildable, RefreshResult
 
 SEVERITY = {
@@ -25,7 +24,8 @@ def check_specs_for(obj: SqlObject, asset_key: dg.AssetKey) -> list[dg.AssetChec
     ]
 
 
-def check_result(check: checks.Check, finding: Finding) -> dg.AssetCheckResult:
+def check_result(outcome: checks.Outcome) -> dg.AssetCheckResult:
+    check, finding = outcome.check, outcome.finding
     return dg.AssetCheckResult(
         check_name=check.name,
         passed=finding.count == 0,
@@ -34,6 +34,9 @@ def check_result(check: checks.Check, finding: Finding) -> dg.AssetCheckResult:
             "count": finding.count,
             "examples": dg.MetadataValue.json(finding.examples),
             **finding.details,
+            # A finding that stands (nothing it reads moved) is carried, not made again.
+            "checked_at": dg.MetadataValue.timestamp(outcome.checked_at),
+            "carried": outcome.carried,
         },
     )
 
@@ -46,8 +49,9 @@ def run_checks(
     log: dg.DagsterLogManager,
 ) -> list[dg.AssetCheckResult]:
     results = []
-    for check, finding in checks.run_checks(conn, obj, built, result):
-        if finding.count:
+    for outcome in checks.run_checks(conn, obj, built, result):
+        check, finding = outcome.check, outcome.finding
+        if finding.count and not outcome.carried:
             log.warning(f"{obj.name}: check {check.name} found {finding.count} (e.g. {finding.examples[:3]})")
-        results.append(check_result(check, finding))
+        results.append(check_result(outcome))
     return results

@@ -2,7 +2,10 @@
 dependencies parsed from the SQL.
 
 Each asset refreshes its object in PostgreSQL and runs its checks in the same step: blocking
-checks stop wrong numbers from flowing downstream. An object waiting for a form the deployment
+checks stop wrong numbers from flowing downstream. What did not move costs little: a rollup
+whose inputs did not change is not rebuilt, and a check whose inputs did not change carries its
+finding (cht_assets.warehouse.versions, cht_assets.warehouse.checks); each materialization
+carries the object's data version. An object waiting for a form the deployment
 lacks is not attempted: its step succeeds without a materialization (what reads it is skipped,
 nothing else), records an observation saying what it waits for, and its automation is off
 until the form appears (cht_assets.defs.forms reloads the code location then).
@@ -155,7 +158,8 @@ def view_asset(catalog: ViewCatalog, entry: CatalogEntry, dbs: Sequence[str]) ->
                 context.log.info(f"{obj.name}: not built, {exc}")
                 yield dg.AssetObservation(asset_key=key, metadata={"waiting": str(exc)})
                 return
-            context.log.info(describe(result))
+            if result.mode != "unchanged":  # an event per log line: not for nothing done
+                context.log.info(describe(result))
             check_results = [] if waiting else checks.run_checks(conn, obj, built, result, context.log)
             metadata: dict = {
                 "mode": result.mode,
@@ -173,7 +177,13 @@ def view_asset(catalog: ViewCatalog, entry: CatalogEntry, dbs: Sequence[str]) ->
                     metadata["dagster/column_schema"] = column_schema(held)
             if lineage:
                 metadata["dagster/column_lineage"] = lineage
-        yield dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=check_results)
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata=metadata,
+            check_results=check_results,
+            # Dagster's provenance: unchanged while the rows are (a view: while its inputs are).
+            data_version=dg.DataVersion(result.data_version) if result.data_version else None,
+        )
 
     return refresh_object
 

@@ -65,7 +65,8 @@ def refresh_catalog(
         apply_comments(conn, built)
         rows = "" if result.row_count is None else f", {result.row_count:,} rows"
         say(f"{entry.name}: {result.mode} in {result.seconds:.2f}s{rows}")
-        for check, finding in checks.run_checks(conn, entry.obj, built, result):
+        for found in checks.run_checks(conn, entry.obj, built, result):
+            check, finding = found.check, found.finding
             if finding.count:
                 say(f"  check {check.name} ({check.severity}): {finding.count} (e.g. {finding.examples[:3]})")
                 if check.blocking and check.severity == checks.Severity.ERROR:

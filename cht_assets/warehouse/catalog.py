@@ -178,6 +178,7 @@ def static_entry(obj: SqlObject, descriptions: Mapping[str, str] | None = None) 
         # not keyed by: a renamed place, a moved CHW).
         affected_sql=obj.config.get("affected_sql", ""),
         gin_indexes=obj.gin_indexes,
+        versioned_by_rows=obj.kind == "view" and obj.config.get("data_version") == "rows",
         description=obj.description,
         column_descriptions=read_column_descriptions(obj) if descriptions is None else descriptions,
     )
@@ -539,4 +540,4 @@ def refresh_entry(
         conn.execute("SELECT set_config('search_path', %s, false)", (catalog.search_path,))
     built = entry.build(conn)
     dependents = [(dep.name, dep.schema, partial(dep.build, conn)) for dep in catalog.dependents(name)]
-    return built, refresh(conn, built, dependents)
+    return built, refresh(conn, built, dependents, entry.obj.depends_on)

@@ -19,28 +19,46 @@ Declared by the object's SQL header and by an optional `<name>.checks.yaml` next
 After an incremental refresh, the key, parity and cast checks look at the rows that refresh
 deleted or inserted (which is what could have gone wrong), and the doc check at the docs that
 changed, so checking costs what refreshing did; after a (re)build they look at everything.
+
+What a check found stands while nothing it reads moved (cht_meta.check_findings): the object's
+rows (its data version) and the relations its own SQL reads (their versions,
+cht_assets.warehouse.versions). Such a check is not run again but its finding carried, with the
+time it was made, for at most CARRY_AT_MOST: a view whose inputs did not move is not checked
+again on every refresh, nor the contacts when only reports came in. An incremental table's data
+version stands for the raw docs it reads, so its checks' comparisons with the raw docs are run
+again when its rows changed (or after CARRY_AT_MOST), not on every new doc of another kind.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
 import psycopg
 import yaml
 
+from cht_assets.replica.schema import committed_change_seq
 from cht_assets.sqlgraph.errors import SqlGraphError
 from cht_assets.sqlgraph.model import SqlObject
+from cht_assets.sqlgraph.parse import parse_model, relation_refs
 from cht_assets.warehouse import quality, shapes
 from cht_assets.warehouse.refresh import Buildable, RefreshResult
+from cht_assets.warehouse.state import StoredFinding, read_findings, save_findings
+from cht_assets.warehouse.versions import RAW_DOCS, digest, inputs_version
 
 REFERENCE = re.compile(r"^\s*(\w+)\s*->\s*(\w+)\.(\w+)\s*$")
 CHECK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 CHECKS_SUFFIX = ".checks.yaml"
 RECONCILIATION_KEYS = {"severity", "description", "sql"}
+# A finding is carried at most this long: a check runs again within it whatever moved.
+CARRY_AT_MOST = timedelta(hours=1)
+FORM_RELATIONS = ("raw.couchdb_docs", "raw.couchdb_form_xml")
+UNREAD = "<unread>"  # no relation has this name
 
 Runner = Callable[[psycopg.Connection, SqlObject, Buildable, RefreshResult], quality.Finding]
 
@@ -57,6 +75,21 @@ class Check:
     blocking: bool
     description: str
     run: Runner
+    # Relations its SQL reads besides the object; `scoped`: after an incremental refresh it
+    # looks only at what the refresh changed (cheap: never carried then).
+    reads: tuple[str, ...] = ()
+    scoped: bool = False
+    sql: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A check's finding, and when it was made: now, or carried from an earlier refresh."""
+
+    check: Check
+    finding: quality.Finding
+    checked_at: datetime
+    carried: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,34 +161,37 @@ def builtin_checks(obj: SqlObject) -> list[Check]:
     if key:
         found.append(
             Check("unique_key", Severity.ERROR, True, key_description(key, nullable),
-                  lambda c, o, b, r: quality.key_problems(c, o.name, key, b.doc_key, r.rewritten_ids, nullable))
+                  lambda c, o, b, r: quality.key_problems(c, o.name, key, b.doc_key, r.rewritten_ids, nullable),
+                  scoped=True)
         )  # fmt: skip
     if obj.kind == "incremental":
         found.append(
             Check("parity", Severity.ERROR, True, "rows equal the SQL run afresh over the raw docs",
-                  lambda c, o, b, r: quality.parity(c, o.name, b.sql, b.doc_key, r.rewritten_ids))
+                  lambda c, o, b, r: quality.parity(c, o.name, b.sql, b.doc_key, r.rewritten_ids), scoped=True)
         )  # fmt: skip
     if obj.config.get("cast_check"):
         found.append(
             Check("cast_failures", Severity.WARN, False,
                   "answers not valid for their field's type (stored as NULL), in the reports this refresh brought in",
-                  lambda c, o, b, r: quality.cast_failures(c, b.cast_failures_sql, b.cast_failures_by_ids_sql, r.rewritten_ids))
+                  lambda c, o, b, r: quality.cast_failures(c, b.cast_failures_sql, b.cast_failures_by_ids_sql, r.rewritten_ids),
+                  scoped=True)
         )  # fmt: skip
     if kind := obj.config.get("doc_check"):
         found.append(
             Check("doc_problems", Severity.WARN, False,
                   "docs of a shape the view cannot read (wrong types, broken hierarchy, unknown form): NULLs in the view",
-                  lambda c, o, b, r: shapes.doc_problems(c, kind, r.changed_ids))
+                  lambda c, o, b, r: shapes.doc_problems(c, kind, r.changed_ids), scoped=True)
         )  # fmt: skip
     if obj.config.get("xform_check"):
         found.append(
             Check("xforms_parse", Severity.WARN, False, "form definitions whose XForm cannot be read (no formview for them)",
-                  lambda c, o, b, r: quality.unreadable_forms(c))
+                  lambda c, o, b, r: quality.unreadable_forms(c), reads=FORM_RELATIONS)
         )  # fmt: skip
     for column, target, target_column in references(obj):
         found.append(
             Check(f"references_{column}", Severity.WARN, False, f"{column} exists in {target}.{target_column}",
-                  lambda c, o, b, r, col=column, t=target, tc=target_column: quality.dangling_references(c, o.name, col, t, tc))
+                  lambda c, o, b, r, col=column, t=target, tc=target_column: quality.dangling_references(c, o.name, col, t, tc),
+                  reads=(target,))
         )  # fmt: skip
     return found
 
@@ -167,7 +203,21 @@ def reconciliation_check(item: Reconciliation) -> Check:
         item.severity == Severity.ERROR,
         item.description or "reconciliation query returns no rows",
         lambda c, o, b, r: quality.zero_rows(c, item.sql),
+        reads=relations_read(item.sql),
+        sql=item.sql,
     )
+
+
+@functools.cache
+def relations_read(sql: str) -> tuple[str, ...]:
+    """The relations a query reads: `raw.x` with its schema, the others by name (as objects are).
+    A query sqlglot cannot read (PostgreSQL may) reads UNREAD, which has no version: its finding
+    is never carried."""
+    try:
+        refs = relation_refs(parse_model(sql, Path("<check>"), 0))
+    except SqlGraphError:
+        return (UNREAD,)
+    return tuple(sorted({".".join(ref.parts) if ref.parts[0] == "raw" else ref.parts[-1] for ref in refs}))
 
 
 def declared_checks(obj: SqlObject) -> list[Check]:
@@ -182,7 +232,58 @@ def declared_checks(obj: SqlObject) -> list[Check]:
     return found
 
 
+def checks_version(
+    conn: psycopg.Connection, obj: SqlObject, result: RefreshResult, declared: Sequence[Check]
+) -> str | None:
+    """The version of what the checks read: the object's rows, the relations their SQL reads
+    (the raw docs only for an object that is not incremental: an incremental table's rows stand
+    for the docs it reads) and the checks themselves. None: nothing can be carried."""
+    if not result.data_version:
+        return None
+    reads = {name for check in declared for name in check.reads} - {obj.name}
+    if obj.kind == "incremental":
+        reads -= RAW_DOCS
+    code = digest([result.data_version, *(f"{c.name}:{c.severity}:{c.sql}" for c in declared)])
+    texts = [check.sql for check in declared]
+    return inputs_version(conn, code, reads, texts, committed_change_seq(conn) if reads & RAW_DOCS else 0)
+
+
+def carries(
+    check: Check, result: RefreshResult, stored: StoredFinding | None, version: str | None, now: datetime
+) -> bool:
+    if version is None or stored is None or stored.inputs_version != version:
+        return False
+    if now - stored.checked_at > CARRY_AT_MOST:
+        return False
+    return not (check.scoped and result.rewritten_ids is not None)  # cheap: look at the changes
+
+
 def run_checks(
     conn: psycopg.Connection, obj: SqlObject, built: Buildable, result: RefreshResult
-) -> list[tuple[Check, quality.Finding]]:
-    return [(check, check.run(conn, obj, built, result)) for check in declared_checks(obj)]
+) -> list[Outcome]:
+    """Every declared check's finding, carried where it stands; what they found is stored."""
+    declared = declared_checks(obj)
+    if not declared:
+        return []
+    version = checks_version(conn, obj, result, declared)
+    stored: Mapping[str, StoredFinding] = read_findings(conn, obj.name) if version else {}
+    now = datetime.now(UTC)
+    outcomes = []
+    for check in declared:
+        prior = stored.get(check.name)
+        if prior is not None and carries(check, result, prior, version, now):
+            finding = quality.Finding(prior.count, prior.examples, prior.details)
+            outcomes.append(Outcome(check, finding, prior.checked_at, carried=True))
+        else:
+            outcomes.append(Outcome(check, check.run(conn, obj, built, result), now))
+    save_findings(
+        conn,
+        obj.name,
+        {
+            o.check.name: StoredFinding(
+                version or "", o.finding.count, o.finding.examples, o.finding.details, o.checked_at
+            )
+            for o in outcomes
+        },
+    )
+    return outcomes

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psycopg
 from psycopg import errors
@@ -13,6 +13,7 @@ from psycopg import errors
 from cht_assets.replica.schema import committed_change_seq
 from cht_assets.sqlnames import quote_ident, quote_qualified, safe_identifier
 from cht_assets.warehouse.state import RefreshState, read_state, save_state
+from cht_assets.warehouse.versions import RAW_DOCS, digest, fresh_token, inputs_version, rows_digest
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class Buildable:
     # parameter, returning the doc keys of the other rows to rewrite along.
     affected_sql: str = ""
     gin_indexes: tuple[str, ...] = ()  # array columns searched by containment (RLS: area_uuids)
+    # `-- data_version: rows`: a view whose data version is its rows' (a small view over config
+    # docs: what reads it need not move on every new doc, as it would by the raw change_seq).
+    versioned_by_rows: bool = False
     schema: str = "public"  # BASE_SCHEMA may put the base models in a schema of their own
     description: str = ""  # COMMENT ON the relation (warehouse.comments)
     # column -> description: COMMENT ON COLUMN, Dagster's column schema, Superset's datasets
@@ -65,6 +69,8 @@ class RefreshResult:
     changed_ids: tuple[str, ...] | None = None
     # Of those, the ones whose rows it deleted or inserted (what checks need to look at).
     rewritten_ids: tuple[str, ...] | None = None
+    # What its rows are now (cht_assets.warehouse.versions): unchanged while they are.
+    data_version: str = ""
 
 
 # What DROP and COMMENT ON call each relation kind (a view is not a TABLE to them).
@@ -249,15 +255,16 @@ class IncrementalResult:
     rows: int
     changed_ids: tuple[str, ...] | None = None
     rewritten_ids: tuple[str, ...] | None = None
+    data_version: str = ""
 
 
 def refresh_incremental(
-    conn: psycopg.Connection, obj: Buildable, dependents: Dependents
+    conn: psycopg.Connection, obj: Buildable, dependents: Dependents, upto: int
 ) -> IncrementalResult:
     """Rebuild when the table is missing or its SQL changed; else delete and re-insert the rows
-    of the docs that changed since the last refresh. The row count is kept from the changes:
-    counting would read the whole table."""
-    upto = committed_change_seq(conn)
+    of the docs that changed since the last refresh (up to the committed change_seq `upto`).
+    The row count is kept from the changes: counting would read the whole table. A new data
+    version when rows were rewritten, else the one it had."""
     with conn.transaction():
         lock(conn, obj.name)
         relocate(conn, obj)
@@ -265,14 +272,19 @@ def refresh_incremental(
         current = built_from(state, obj) and relation_kind(conn, obj.name, obj.schema) == "r"
         if not current:
             mode, rows = rebuild_table(conn, obj, dependents)
-            result = IncrementalResult(mode, rows)
+            result = IncrementalResult(mode, rows, data_version=fresh_token())
         else:
             ids = with_affected(conn, obj, changed_doc_ids(conn, state.change_seq, upto))
             rows = state.row_count if state.row_count is not None else count_rows(conn, obj)
             result = IncrementalResult("unchanged", rows, (), ())
             if ids:
                 result = rewrite_rows(conn, obj, ids, rows)
-        save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, upto, result.rows, obj.schema)
+            kept = None if result.rewritten_ids else state.data_version
+            result = replace(result, data_version=kept or fresh_token())
+        save_state(
+            conn, obj.name, obj.layer, obj.kind, obj.code_version, upto, result.rows, obj.schema,
+            result.data_version,
+        )  # fmt: skip
     return result
 
 
@@ -299,44 +311,73 @@ def keyed_select(obj: Buildable) -> str:
     return f"SELECT * FROM ({obj.sql.replace('%', '%%')}) AS m WHERE m.{quote_ident(obj.doc_key)} = ANY(%s)"
 
 
-def refresh_table(conn: psycopg.Connection, obj: Buildable, dependents: Dependents) -> IncrementalResult:
-    """A rollup kept as a table (`materialized: table`): built again in full on every refresh,
-    as a view is computed again on every read (it may read any object upstream, and current_date
-    for age bands), in one transaction: readers keep the old rows until commit. For rollups whose
-    query costs a second where each chart of a view would."""
-    upto = committed_change_seq(conn)
+def refresh_table(
+    conn: psycopg.Connection, obj: Buildable, dependents: Dependents, upto: int, inputs: str | None
+) -> IncrementalResult:
+    """A rollup kept as a table (`materialized: table`): built again in full when what it reads
+    moved (`inputs`, its inputs' version: any object upstream, and the date for age bands), as a
+    view would compute it again on every read, in one transaction: readers keep the old rows
+    until commit. For rollups whose query costs a second where each chart of a view would."""
     with conn.transaction():
         lock(conn, obj.name)
         relocate(conn, obj)
-        mode, rows = rebuild_table(conn, obj, dependents)
-        save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, upto, rows, obj.schema)
-    return IncrementalResult(mode, rows)
+        state = read_state(conn, obj.name)
+        built = built_from(state, obj) and relation_kind(conn, obj.name, obj.schema) == "r"
+        if built and inputs is not None and state.inputs_version == inputs and state.row_count is not None:
+            mode, rows, version = "unchanged", state.row_count, state.data_version or fresh_token()
+        else:
+            (mode, rows), version = rebuild_table(conn, obj, dependents), inputs or fresh_token()
+        save_state(
+            conn, obj.name, obj.layer, obj.kind, obj.code_version, upto, rows, obj.schema, version, inputs
+        )
+    return IncrementalResult(mode, rows, data_version=version)
 
 
-def refresh(conn: psycopg.Connection, obj: Buildable, dependents: Dependents = ()) -> RefreshResult:
-    """Bring `obj` up to date; `dependents` are the objects downstream of it, in build order.
+def rows_version(conn: psycopg.Connection, obj: Buildable) -> str:
+    return digest([obj.code_version, rows_digest(conn, f"{obj.schema}.{obj.name}") or ""])
+
+
+def refresh(
+    conn: psycopg.Connection, obj: Buildable, dependents: Dependents = (), reads: Sequence[str] = ()
+) -> RefreshResult:
+    """Bring `obj` up to date; `dependents` are the objects downstream of it, in build order;
+    `reads` what its SQL reads (objects and raw relations: their versions make its data version).
     Views are not counted: that would run them in full on every refresh."""
     started = time.monotonic()
     ids: tuple[str, ...] | None = None
     rewritten: tuple[str, ...] | None = None
     rows: int | None = None
+    if obj.kind not in ("view", "function", "incremental", "table"):
+        raise ValueError(f"{obj.name}: unknown kind {obj.kind!r} (view, incremental, table or function)")
+    # A function may be built before the raw tables exist (a first start).
+    upto = committed_change_seq(conn) if obj.kind in ("incremental", "table") or RAW_DOCS & set(reads) else 0
+    inputs = (
+        None if obj.kind == "incremental" else inputs_version(conn, obj.code_version, reads, [obj.sql], upto)
+    )
+    version = inputs or fresh_token()
     if obj.kind == "function":
-        mode = refresh_function(conn, obj)
+        mode, version = refresh_function(conn, obj), digest([obj.code_version, obj.schema])
     elif obj.kind == "view":
         mode = refresh_view(conn, obj, dependents)
-    elif obj.kind in ("incremental", "table"):
-        maintain = refresh_incremental if obj.kind == "incremental" else refresh_table
-        maintained = maintain(conn, obj, dependents)
-        mode, rows, ids, rewritten = (
+        if obj.versioned_by_rows:
+            version = rows_version(conn, obj)
+    else:
+        maintained = (
+            refresh_incremental(conn, obj, dependents, upto)
+            if obj.kind == "incremental"
+            else refresh_table(conn, obj, dependents, upto, inputs)
+        )
+        mode, rows, ids, rewritten, version = (
             maintained.mode,
             maintained.rows,
             maintained.changed_ids,
             maintained.rewritten_ids,
+            maintained.data_version,
         )
-    else:
-        raise ValueError(f"{obj.name}: unknown kind {obj.kind!r} (view, incremental, table or function)")
     if obj.kind in ("view", "function"):
         with conn.transaction():
-            save_state(conn, obj.name, obj.layer, obj.kind, obj.code_version, 0, rows, obj.schema)
+            save_state(
+                conn, obj.name, obj.layer, obj.kind, obj.code_version, 0, rows, obj.schema, version, inputs
+            )
     changed = -1 if ids is None else len(ids)
-    return RefreshResult(obj.name, mode, changed, rows, time.monotonic() - started, ids, rewritten)
+    return RefreshResult(obj.name, mode, changed, rows, time.monotonic() - started, ids, rewritten, version)

@@ -1,11 +1,14 @@
-"""What each object was last built from: code version and raw change_seq."""
+"""What each object was last built from (code version, raw change_seq, the versions of its
+inputs), the version of its rows, and what its checks last found."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 META_DDL = """
 CREATE SCHEMA IF NOT EXISTS cht_meta;
@@ -21,6 +24,21 @@ CREATE TABLE IF NOT EXISTS cht_meta.refresh_state (
 COMMENT ON TABLE cht_meta.refresh_state IS 'Last refresh of every view-layer object.';
 -- Where the object is (BASE_SCHEMA moves the base models); added after the first release.
 ALTER TABLE cht_meta.refresh_state ADD COLUMN IF NOT EXISTS schema text NOT NULL DEFAULT 'public';
+-- What an object's rows are (a new version when they may have changed), and what it was last
+-- built or checked from (cht_assets.warehouse.versions); added after the first release.
+ALTER TABLE cht_meta.refresh_state ADD COLUMN IF NOT EXISTS data_version text;
+ALTER TABLE cht_meta.refresh_state ADD COLUMN IF NOT EXISTS inputs_version text;
+CREATE TABLE IF NOT EXISTS cht_meta.check_findings (
+    object         text        NOT NULL,
+    check_name     text        NOT NULL,
+    inputs_version text        NOT NULL,
+    count          bigint      NOT NULL,
+    examples       jsonb       NOT NULL,
+    details        jsonb       NOT NULL,
+    checked_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (object, check_name)
+);
+COMMENT ON TABLE cht_meta.check_findings IS 'What each check of every view-layer object last found, and from what inputs.';
 """
 META_LOCK_KEY = 7_146_003
 # What SQL may read of it (useview_refresh_status does).
@@ -38,11 +56,13 @@ class RefreshState:
     row_count: int | None
     refreshed_at: datetime
     schema: str = "public"
+    data_version: str | None = None
+    inputs_version: str | None = None
 
 
 def ensure_meta_schema(conn: psycopg.Connection) -> None:
     # Checked first: the DDL takes locks and writes the catalog, on every step otherwise.
-    present = "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('cht_meta.refresh_state') AND attname = 'schema'"
+    present = "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('cht_meta.check_findings') AND attname = 'checked_at'"
     if conn.execute(present).fetchone() is not None:
         return
     with conn.transaction():
@@ -52,7 +72,8 @@ def ensure_meta_schema(conn: psycopg.Connection) -> None:
 
 def read_state(conn: psycopg.Connection, name: str) -> RefreshState | None:
     row = conn.execute(
-        "SELECT code_version, change_seq, row_count, refreshed_at, schema FROM cht_meta.refresh_state "
+        "SELECT code_version, change_seq, row_count, refreshed_at, schema, data_version, inputs_version "
+        "FROM cht_meta.refresh_state "
         "WHERE object = %s",
         (name,),
     ).fetchone()
@@ -68,15 +89,60 @@ def save_state(
     change_seq: int,
     row_count: int | None,
     schema: str = "public",
+    data_version: str | None = None,
+    inputs_version: str | None = None,
 ) -> None:
     conn.execute(
         """
-        INSERT INTO cht_meta.refresh_state
-            (object, layer, kind, code_version, change_seq, row_count, refreshed_at, schema)
-        VALUES (%s, %s, %s, %s, %s, %s, now(), %s)
+        INSERT INTO cht_meta.refresh_state (object, layer, kind, code_version, change_seq, row_count,
+            refreshed_at, schema, data_version, inputs_version)
+        VALUES (%s, %s, %s, %s, %s, %s, now(), %s, %s, %s)
         ON CONFLICT (object) DO UPDATE SET layer = excluded.layer, kind = excluded.kind,
             code_version = excluded.code_version, change_seq = excluded.change_seq,
-            row_count = excluded.row_count, refreshed_at = now(), schema = excluded.schema
+            row_count = excluded.row_count, refreshed_at = now(), schema = excluded.schema,
+            data_version = excluded.data_version, inputs_version = excluded.inputs_version
         """,
-        (name, layer, kind, code_version, change_seq, row_count, schema),
+        (name, layer, kind, code_version, change_seq, row_count, schema, data_version, inputs_version),
     )
+
+
+def read_data_versions(conn: psycopg.Connection, names: Sequence[str]) -> dict[str, str | None]:
+    """The data version of each of `names` that has been built (None: built before versions)."""
+    rows = conn.execute(
+        "SELECT object, data_version FROM cht_meta.refresh_state WHERE object = ANY(%s)", (list(names),)
+    ).fetchall()
+    return dict(rows)
+
+
+@dataclass(frozen=True)
+class StoredFinding:
+    """What one check found last, from which inputs, when."""
+
+    inputs_version: str
+    count: int
+    examples: list[str]
+    details: dict[str, int]
+    checked_at: datetime
+
+
+def read_findings(conn: psycopg.Connection, name: str) -> dict[str, StoredFinding]:
+    rows = conn.execute(
+        "SELECT check_name, inputs_version, count, examples, details, checked_at "
+        "FROM cht_meta.check_findings WHERE object = %s",
+        (name,),
+    ).fetchall()
+    return {row[0]: StoredFinding(*row[1:]) for row in rows}
+
+
+def save_findings(conn: psycopg.Connection, name: str, findings: Mapping[str, StoredFinding]) -> None:
+    """Replace the object's findings (a check no longer declared loses its row)."""
+    with conn.transaction():
+        conn.execute("DELETE FROM cht_meta.check_findings WHERE object = %s", (name,))
+        for check_name, found in findings.items():
+            conn.execute(
+                "INSERT INTO cht_meta.check_findings "
+                "(object, check_name, inputs_version, count, examples, details, checked_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (name, check_name, found.inputs_version, found.count, Jsonb(found.examples),
+                 Jsonb(found.details), found.checked_at),
+            )  # fmt: skip

@@ -1,0 +1,230 @@
+"""A refresh leaves what did not move alone: rollups whose inputs kept their versions are not
+rebuilt, and checks whose inputs did not move carry their findings (within an hour), while every
+object still equals its SQL run afresh. On generated data and on the real CHT sample docs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+
+from cht_assets.demo.generator import generate
+from cht_assets.demo.loader import couch_clients, load_deployment
+from tests.conftest import fresh_database
+from tests.integration.pipeline import Deployment, materialize, new_deployment, new_empty_deployment
+from tests.integration.test_activity_views import deploy, sample_docs, with_target_definitions
+
+SQL_ROOT = Path(__file__).resolve().parents[2] / "sql"
+ROLLUPS = ("useview_population", "useview_chw_activity")
+# Objects that read what has no version (the replication's progress, the refresh state, the
+# dictionary's tables): refreshed and checked on every run.
+VOLATILE = {"useview_data_freshness", "useview_refresh_status", "useview_choice_label"}
+VIEW_LAYERS = {"base", "compat", "contactviews", "formviews", "functions", "useviews"}
+# Checks that look at what an incremental refresh changed: run on every refresh, cheaply.
+SCOPED = {"unique_key", "parity", "cast_failures", "doc_problems"}
+
+
+@pytest.fixture(scope="module")
+def generated(couch_server, embedded_pg_admin_url: str) -> Iterator[Deployment]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for pg_url in fresh_database(embedded_pg_admin_url):
+            deployment = new_deployment(couch_server.url, pg_url, monkeypatch)
+            load_deployment(couch_clients(couch_server.url), generate(11, 20), db_prefix=deployment.prefix)
+            assert_all_passed(materialize(deployment))
+            yield deployment
+
+
+def assert_all_passed(result: dg.ExecuteInProcessResult, *, warnings: bool = True) -> None:
+    """Every check passed (`warnings=False`: every ERROR check; the real samples hold docs that
+    the WARN checks are there to point at)."""
+    failed = [
+        (e.asset_key.path[-1], e.check_name)
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and (warnings or e.severity == dg.AssetCheckSeverity.ERROR)
+    ]
+    assert not failed, failed
+
+
+def versions(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """Each materialized object's data version, as Dagster recorded it."""
+    return {
+        event.asset_key.path[-1]: event.materialization.tags["dagster/data_version"]
+        for event in result.get_asset_materialization_events()
+        if event.asset_key.path[0] in VIEW_LAYERS
+    }
+
+
+def stored_versions(pg_url: str) -> dict[str, str]:
+    """Each object's data version as the warehouse keeps it (what the last run recorded)."""
+    with psycopg.connect(pg_url) as conn:
+        return dict(conn.execute("SELECT object, data_version FROM cht_meta.refresh_state").fetchall())
+
+
+def modes(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    return {
+        event.asset_key.path[-1]: event.materialization.metadata["mode"].value
+        for event in result.get_asset_materialization_events()
+        if "mode" in event.materialization.metadata
+    }
+
+
+def carried(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], bool]:
+    return {
+        (e.asset_key.path[-1], e.check_name): bool(e.metadata["carried"].value)
+        for e in result.get_asset_check_evaluations()
+        if "carried" in e.metadata
+    }
+
+
+def row_versions(pg_url: str, table: str) -> set[str]:
+    """The transactions that wrote the table's rows: a rebuild writes them all again."""
+    with psycopg.connect(pg_url) as conn:
+        return {row[0] for row in conn.execute(f"SELECT DISTINCT xmin::text FROM {table}")}  # noqa: S608
+
+
+def differs_from_its_sql(pg_url: str, name: str) -> int:
+    """Rows in the object but not in its SQL run afresh, and the other way round."""
+    (path,) = SQL_ROOT.glob(f"*/{name}.sql")
+    sql = path.read_text(encoding="utf-8")
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute(
+            f"SELECT (SELECT count(*) FROM (TABLE {name} EXCEPT ALL SELECT * FROM ({sql}) AS a) AS x)"
+            f" + (SELECT count(*) FROM (SELECT * FROM ({sql}) AS b EXCEPT ALL TABLE {name}) AS y)"
+        ).fetchone()[0]
+
+
+def edit(deployment: Deployment, pick, change) -> dict:
+    """Change one live doc of medic picked by `pick`, in CouchDB."""
+    doc = next(d for d in deployment.docs() if pick(d))
+    change(doc)
+    deployment.client().bulk_docs([doc])
+    return doc
+
+
+def test_a_refresh_with_nothing_changed_rebuilds_nothing_and_carries_the_checks(
+    generated: Deployment,
+) -> None:
+    before = {table: row_versions(generated.pg_url, table) for table in ROLLUPS}
+    first_versions = stored_versions(generated.pg_url)
+    started = datetime.now(UTC)
+    result = materialize(generated)
+    assert_all_passed(result)
+    assert {name: modes(result)[name] for name in ROLLUPS} == dict.fromkeys(ROLLUPS, "unchanged")
+    assert {table: row_versions(generated.pg_url, table) for table in ROLLUPS} == before
+    moved = {name for name, version in versions(result).items() if first_versions.get(name) != version}
+    assert moved <= VOLATILE, moved
+    found = carried(result)
+    assert found[("useview_population", "persons_equal_contactview")]
+    assert found[("document_metadata", "uuids_equal_live_raw_ids")]
+    assert found[("useview_pregnancy", "registrations_equal_input")]
+    # An incremental table's key and parity checks look at what the refresh changed: run, cheaply.
+    assert not found[("contactview_contact", "unique_key")]
+    not_carried = {
+        key for key, was in found.items() if not was and key[0] not in VOLATILE and key[1] not in SCOPED
+    }
+    assert not not_carried, not_carried
+    checked = {
+        e.check_name: e.metadata["checked_at"].value
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key.path[-1] == "useview_population"
+    }
+    assert max(checked.values()) < started.timestamp(), "a carried finding keeps the time it was made"
+
+
+def test_a_new_report_moves_what_reads_it_and_the_rest_stays(generated: Deployment) -> None:
+    before = stored_versions(generated.pg_url)
+    population = row_versions(generated.pg_url, "useview_population")
+    edit(
+        generated,
+        lambda d: d.get("type") == "data_record" and d.get("form") == "pregnancy",
+        lambda d: d.update(reported_date=d["reported_date"] + 1000),
+    )
+    result = materialize(generated)
+    assert_all_passed(result)
+    after = versions(result)
+    moved = {name for name in after if after[name] != before.get(name)}
+    assert {
+        "data_record",
+        "form_metadata",
+        "formview_pregnancy",
+        "useview_pregnancy",
+        "useview_chw_activity",
+    } <= moved
+    assert not moved & {
+        "contact",
+        "contactview_contact",
+        "contactview_hierarchy",
+        "useview_population",
+        "formview_delivery",
+    }
+    assert modes(result)["useview_population"] == "unchanged"
+    assert modes(result)["useview_chw_activity"] == "rebuilt"
+    assert row_versions(generated.pg_url, "useview_population") == population
+    found = carried(result)
+    assert found[("useview_population", "persons_equal_contactview")]
+    assert not found[("useview_pregnancy", "registrations_equal_input")]
+    assert not found[("useview_chw_activity", "reports_equal_form_metadata")]
+    for name in ROLLUPS:
+        assert differs_from_its_sql(generated.pg_url, name) == 0, name
+
+
+def test_a_person_edited_rebuilds_the_population(generated: Deployment) -> None:
+    population = row_versions(generated.pg_url, "useview_population")
+    edit(
+        generated,
+        lambda d: d.get("type") == "person" and d.get("sex") == "female" and d.get("date_of_birth"),
+        lambda d: d.update(sex="male"),
+    )
+    result = materialize(generated)
+    assert_all_passed(result)
+    assert modes(result)["useview_population"] == "rebuilt"
+    assert not carried(result)[("useview_population", "persons_equal_contactview")]
+    assert row_versions(generated.pg_url, "useview_population") != population
+    assert differs_from_its_sql(generated.pg_url, "useview_population") == 0
+
+
+def test_a_finding_is_carried_an_hour_at_most(generated: Deployment) -> None:
+    with psycopg.connect(generated.pg_url) as conn:
+        conn.execute("UPDATE cht_meta.check_findings SET checked_at = checked_at - interval '61 minutes'")
+    started = datetime.now(UTC)
+    result = materialize(generated)
+    assert_all_passed(result)
+    assert not any(carried(result).values())
+    with psycopg.connect(generated.pg_url) as conn:
+        (oldest,) = conn.execute("SELECT min(checked_at) FROM cht_meta.check_findings").fetchone()
+    assert oldest >= started, "every finding made again, and stored with its new time"
+
+
+def test_on_the_real_cht_samples_a_report_edited_leaves_the_contacts_alone(
+    couch_server, pg_url: str, monkeypatch: pytest.MonkeyPatch, shared_dir: Path
+) -> None:
+    deployment = new_empty_deployment(couch_server.url, pg_url, monkeypatch)
+    root = shared_dir / "cht-sample-docs"
+    deploy(
+        deployment,
+        {
+            "": with_target_definitions(sample_docs(root, "medic/*.json", "medic/forms/*.json")),
+            "-sentinel": sample_docs(root, "medic-sentinel/*.json"),
+            "-users-meta": sample_docs(root, "medic-users-meta/*.json"),
+        },
+    )
+    assert_all_passed(materialize(deployment), warnings=False)
+    before = stored_versions(deployment.pg_url)
+    report = edit(
+        deployment,
+        lambda d: d.get("type") == "data_record" and d.get("form") and d.get("fields"),
+        lambda d: d.update(reported_date=d["reported_date"] + 1000),
+    )
+    result = materialize(deployment)
+    assert_all_passed(result, warnings=False)
+    after = versions(result)
+    moved = {name for name in after if after[name] != before.get(name)}
+    assert {"data_record", "form_metadata", "useview_chw_activity"} <= moved, report["form"]
+    assert not moved & {"contact", "contactview_contact", "contactview_hierarchy", "useview_population"}
+    assert modes(result)["useview_population"] == "unchanged"
+    for name in ROLLUPS:
+        assert differs_from_its_sql(deployment.pg_url, name) == 0, name
