@@ -80,6 +80,12 @@ def code_reference(path: Path) -> dg.CodeReferencesMetadataValue:
         )
 
 
+def moved(result: RefreshResult) -> bool:
+    """Whether the refresh changed the object (an incremental refresh whose changed docs were
+    none of its own rewrote nothing)."""
+    return result.mode != "unchanged" and (result.mode != "incremental" or bool(result.rewritten_ids))
+
+
 def describe(result: RefreshResult) -> str:
     changed = "" if result.changed_docs <= 0 else f", {result.changed_docs:,} changed docs"
     if result.rewritten_ids is not None and result.changed_docs > 0:
@@ -158,7 +164,7 @@ def view_asset(catalog: ViewCatalog, entry: CatalogEntry, dbs: Sequence[str]) ->
                 context.log.info(f"{obj.name}: not built, {exc}")
                 yield dg.AssetObservation(asset_key=key, metadata={"waiting": str(exc)})
                 return
-            if result.mode != "unchanged":  # an event per log line: not for nothing done
+            if moved(result):  # each log line is an event Dagster stores: none for nothing done
                 context.log.info(describe(result))
             check_results = [] if waiting else checks.run_checks(conn, obj, built, result, context.log)
             metadata: dict = {

@@ -179,6 +179,7 @@ def static_entry(obj: SqlObject, descriptions: Mapping[str, str] | None = None) 
         affected_sql=obj.config.get("affected_sql", ""),
         gin_indexes=obj.gin_indexes,
         versioned_by_rows=obj.kind == "view" and obj.config.get("data_version") == "rows",
+        raw_docs=obj.config.get("raw_docs", ""),
         description=obj.description,
         column_descriptions=read_column_descriptions(obj) if descriptions is None else descriptions,
     )
@@ -266,7 +267,8 @@ def language_sql(language: str | None) -> str:
     """`dashboard_language()`: DASHBOARD_LANGUAGE (a quoted literal) when set, else the
     deployment's `locale` (its `settings` doc, read when called), else `en`."""
     chosen = f"CAST({quote_literal(language)} AS text)" if language else "CAST(NULL AS text)"
-    return f"""-- The language of the dashboards' labels: DASHBOARD_LANGUAGE, else the settings doc's locale, else en.
+    return f"""-- raw_docs: _id = 'settings'
+-- The language of the dashboards' labels: DASHBOARD_LANGUAGE, else the settings doc's locale, else en.
 -- SECURITY DEFINER: the label views call it with the reader's rights, and readers never see raw;
 -- it returns one language code, and its search_path is fixed so that no reader's schema can
 -- shadow what it reads.

@@ -13,7 +13,15 @@ from psycopg import errors
 from cht_assets.replica.schema import committed_change_seq
 from cht_assets.sqlnames import quote_ident, quote_qualified, safe_identifier
 from cht_assets.warehouse.state import RefreshState, read_state, save_state
-from cht_assets.warehouse.versions import RAW_DOCS, digest, fresh_token, inputs_version, rows_digest
+from cht_assets.warehouse.versions import (
+    RAW_DOCS,
+    VOLATILE_MARK,
+    digest,
+    docs_seq,
+    fresh_token,
+    inputs_version,
+    rows_digest,
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,9 @@ class Buildable:
     # `-- data_version: rows`: a view whose data version is its rows' (a small view over config
     # docs: what reads it need not move on every new doc, as it would by the raw change_seq).
     versioned_by_rows: bool = False
+    # `-- raw_docs: <predicate over raw.couchdb_docs>`: the raw docs a view (or function, or
+    # rollup) reads, all of them: it moves with those docs only (cht_assets.warehouse.versions).
+    raw_docs: str = ""
     schema: str = "public"  # BASE_SCHEMA may put the base models in a schema of their own
     description: str = ""  # COMMENT ON the relation (warehouse.comments)
     # column -> description: COMMENT ON COLUMN, Dagster's column schema, Superset's datasets
@@ -312,7 +323,12 @@ def keyed_select(obj: Buildable) -> str:
 
 
 def refresh_table(
-    conn: psycopg.Connection, obj: Buildable, dependents: Dependents, upto: int, inputs: str | None
+    conn: psycopg.Connection,
+    obj: Buildable,
+    dependents: Dependents,
+    upto: int,
+    inputs: str | None,
+    seen: int | None = None,
 ) -> IncrementalResult:
     """A rollup kept as a table (`materialized: table`): built again in full when what it reads
     moved (`inputs`, its inputs' version: any object upstream, and the date for age bands), as a
@@ -328,7 +344,17 @@ def refresh_table(
         else:
             (mode, rows), version = rebuild_table(conn, obj, dependents), inputs or fresh_token()
         save_state(
-            conn, obj.name, obj.layer, obj.kind, obj.code_version, upto, rows, obj.schema, version, inputs
+            conn,
+            obj.name,
+            obj.layer,
+            obj.kind,
+            obj.code_version,
+            upto,
+            rows,
+            obj.schema,
+            version,
+            inputs,
+            seen,
         )
     return IncrementalResult(mode, rows, data_version=version)
 
@@ -349,23 +375,34 @@ def refresh(
     rows: int | None = None
     if obj.kind not in ("view", "function", "incremental", "table"):
         raise ValueError(f"{obj.name}: unknown kind {obj.kind!r} (view, incremental, table or function)")
-    # A function may be built before the raw tables exist (a first start).
-    upto = committed_change_seq(conn) if obj.kind in ("incremental", "table") or RAW_DOCS & set(reads) else 0
-    inputs = (
-        None if obj.kind == "incremental" else inputs_version(conn, obj.code_version, reads, [obj.sql], upto)
-    )
+    # A function may be built before the raw tables exist (a first start): no version then.
+    reads_raw = bool(RAW_DOCS & set(reads))
+    if reads_raw and relation_kind(conn, "couchdb_docs", "raw") is None:
+        reads, reads_raw = [*reads, VOLATILE_MARK], False
+    upto = committed_change_seq(conn) if obj.kind in ("incremental", "table") or reads_raw else 0
+    state = read_state(conn, obj.name)
+    seen = None
+    if obj.raw_docs and reads_raw and obj.kind != "incremental":
+        seen = docs_seq(
+            conn, obj.raw_docs, *((state.change_seq, state.docs_seq) if state else (None, None)), upto
+        )
+    inputs = None
+    if obj.kind != "incremental":
+        raw_seq = upto if seen is None else seen
+        inputs = inputs_version(conn, obj.code_version, reads, [obj.sql], raw_seq, daily=obj.kind == "table")
     version = inputs or fresh_token()
     if obj.kind == "function":
-        mode, version = refresh_function(conn, obj), digest([obj.code_version, obj.schema])
+        mode, version = refresh_function(conn, obj), inputs or digest([obj.code_version, obj.schema])
     elif obj.kind == "view":
         mode = refresh_view(conn, obj, dependents)
         if obj.versioned_by_rows:
-            version = rows_version(conn, obj)
+            unmoved = state is not None and inputs is not None and state.inputs_version == inputs
+            version = state.data_version if unmoved and state.data_version else rows_version(conn, obj)
     else:
         maintained = (
             refresh_incremental(conn, obj, dependents, upto)
             if obj.kind == "incremental"
-            else refresh_table(conn, obj, dependents, upto, inputs)
+            else refresh_table(conn, obj, dependents, upto, inputs, seen)
         )
         mode, rows, ids, rewritten, version = (
             maintained.mode,
@@ -377,7 +414,17 @@ def refresh(
     if obj.kind in ("view", "function"):
         with conn.transaction():
             save_state(
-                conn, obj.name, obj.layer, obj.kind, obj.code_version, 0, rows, obj.schema, version, inputs
+                conn,
+                obj.name,
+                obj.layer,
+                obj.kind,
+                obj.code_version,
+                upto,
+                rows,
+                obj.schema,
+                version,
+                inputs,
+                seen,
             )
     changed = -1 if ids is None else len(ids)
     return RefreshResult(obj.name, mode, changed, rows, time.monotonic() - started, ids, rewritten, version)

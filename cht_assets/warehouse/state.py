@@ -28,6 +28,8 @@ ALTER TABLE cht_meta.refresh_state ADD COLUMN IF NOT EXISTS schema text NOT NULL
 -- built or checked from (cht_assets.warehouse.versions); added after the first release.
 ALTER TABLE cht_meta.refresh_state ADD COLUMN IF NOT EXISTS data_version text;
 ALTER TABLE cht_meta.refresh_state ADD COLUMN IF NOT EXISTS inputs_version text;
+-- The change_seq of the last raw doc its `raw_docs` filter selects, as of change_seq.
+ALTER TABLE cht_meta.refresh_state ADD COLUMN IF NOT EXISTS docs_seq bigint;
 CREATE TABLE IF NOT EXISTS cht_meta.check_findings (
     object         text        NOT NULL,
     check_name     text        NOT NULL,
@@ -58,11 +60,12 @@ class RefreshState:
     schema: str = "public"
     data_version: str | None = None
     inputs_version: str | None = None
+    docs_seq: int | None = None
 
 
 def ensure_meta_schema(conn: psycopg.Connection) -> None:
     # Checked first: the DDL takes locks and writes the catalog, on every step otherwise.
-    present = "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('cht_meta.check_findings') AND attname = 'checked_at'"
+    present = "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('cht_meta.refresh_state') AND attname = 'docs_seq'"
     if conn.execute(present).fetchone() is not None:
         return
     with conn.transaction():
@@ -72,7 +75,7 @@ def ensure_meta_schema(conn: psycopg.Connection) -> None:
 
 def read_state(conn: psycopg.Connection, name: str) -> RefreshState | None:
     row = conn.execute(
-        "SELECT code_version, change_seq, row_count, refreshed_at, schema, data_version, inputs_version "
+        "SELECT code_version, change_seq, row_count, refreshed_at, schema, data_version, inputs_version, docs_seq "
         "FROM cht_meta.refresh_state "
         "WHERE object = %s",
         (name,),
@@ -91,18 +94,31 @@ def save_state(
     schema: str = "public",
     data_version: str | None = None,
     inputs_version: str | None = None,
+    docs_seq: int | None = None,
 ) -> None:
     conn.execute(
         """
         INSERT INTO cht_meta.refresh_state (object, layer, kind, code_version, change_seq, row_count,
-            refreshed_at, schema, data_version, inputs_version)
-        VALUES (%s, %s, %s, %s, %s, %s, now(), %s, %s, %s)
+            refreshed_at, schema, data_version, inputs_version, docs_seq)
+        VALUES (%s, %s, %s, %s, %s, %s, now(), %s, %s, %s, %s)
         ON CONFLICT (object) DO UPDATE SET layer = excluded.layer, kind = excluded.kind,
             code_version = excluded.code_version, change_seq = excluded.change_seq,
             row_count = excluded.row_count, refreshed_at = now(), schema = excluded.schema,
-            data_version = excluded.data_version, inputs_version = excluded.inputs_version
+            data_version = excluded.data_version, inputs_version = excluded.inputs_version,
+            docs_seq = excluded.docs_seq
         """,
-        (name, layer, kind, code_version, change_seq, row_count, schema, data_version, inputs_version),
+        (
+            name,
+            layer,
+            kind,
+            code_version,
+            change_seq,
+            row_count,
+            schema,
+            data_version,
+            inputs_version,
+            docs_seq,
+        ),
     )
 
 

@@ -10,11 +10,15 @@ whenever its rows may have changed:
   rows from them on every read; a rollup is rebuilt only when they moved.
 
 The version of an object's inputs combines its code with the data version of every object it
-reads, the raw replica's committed change_seq when it reads the raw docs, a digest of the rows of
+reads, the raw replica's committed change_seq when it reads the raw docs (or, for an object whose
+`-- raw_docs:` header says which docs it reads, the change_seq of the last of those: a view of
+the translation docs does not move with every report), a digest of the rows of
 the small tables written outside the catalog (the dictionary's form_choices), and today's date
-when its SQL asks for the current date or time. The replication's progress and the refresh state
-move on every run: an object reading them has no inputs version, and is refreshed and checked
-every time, as every object was before versions.
+when its SQL asks for the current date or time. A rollup takes the date in whatever its SQL
+says, and so is rebuilt at least once a day: a doc that an edit took out of a `raw_docs` filter
+(a person whose type changed) does not move the filter's change_seq. The replication's progress
+and the refresh state move on every run: an object reading them has no inputs version, and is
+refreshed and checked every time, as every object was before versions.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from cht_assets.warehouse.state import read_data_versions
 # replication's progress moves on every sync, docs or not.
 RAW_DOCS = frozenset(RAW_RELATIONS) - {"raw.couchdb_progress", "couchdb_progress"}
 VOLATILE = frozenset({"raw.couchdb_progress", "couchdb_progress", "cht_meta.refresh_state"})
+VOLATILE_MARK = "raw.couchdb_progress"  # what to read for an input that has no version now
 TIME_DEPENDENT = re.compile(
     r"\b(current_date|current_timestamp|localtimestamp|now\s*\(|clock_timestamp|statement_timestamp|"
     r"transaction_timestamp)",
@@ -51,12 +56,32 @@ def fresh_token() -> str:
     return uuid.uuid4().hex
 
 
+def docs_seq(conn: psycopg.Connection, raw_docs: str, after: int | None, last: int | None, upto: int) -> int:
+    """The change_seq of the last raw doc that the `raw_docs` predicate selects, or that was
+    deleted (a tombstone no longer says what it was), up to `upto`: looked for after `after`
+    only (the change_seq this was last known as of), else `last`, what it was then."""
+    scan_from = after if after is not None and last is not None else -1
+    found = conn.execute(
+        f"SELECT max(change_seq) FROM raw.couchdb_docs WHERE change_seq > %s AND change_seq <= %s "
+        f"AND (_deleted OR ({raw_docs.replace('%', '%%')}))",
+        (scan_from, upto),
+    ).fetchone()[0]
+    return found if found is not None else (last if scan_from >= 0 and last is not None else 0)
+
+
 def inputs_version(
-    conn: psycopg.Connection, code: str, reads: Iterable[str], texts: Iterable[str], raw_seq: int
+    conn: psycopg.Connection,
+    code: str,
+    reads: Iterable[str],
+    texts: Iterable[str],
+    raw_seq: int,
+    *,
+    daily: bool = False,
 ) -> str | None:
     """The version of what `reads` names (objects and raw relations) holds now, with `code`;
-    None when one of them has no version. `texts` are the SQL that reads them (the date joins
-    in when one asks for the current date or time)."""
+    None when one of them has no version. `raw_seq` stands for the raw docs; `texts` are the
+    SQL that reads them (the date joins in when one asks for the current date or time, or when
+    `daily`)."""
     names = sorted(set(reads))
     versions = read_data_versions(conn, [name for name in names if name not in RAW_DOCS])
     parts = [code]
@@ -70,7 +95,7 @@ def inputs_version(
         if version is None:
             return None
         parts.append(f"{name}={version}")
-    if any(TIME_DEPENDENT.search(text) for text in texts):
+    if daily or any(TIME_DEPENDENT.search(text) for text in texts):
         parts.append(datetime.now(UTC).date().isoformat())
     return digest(parts)
 

@@ -1,5 +1,6 @@
 -- materialized: view
 -- unique_key: id
+-- raw_docs: _id = 'settings'
 -- data_version: rows
 -- description: cht-pipeline 2.0's contact_type: the types configured in the settings doc (`settings.contact_types`) and those the contacts use, whether each is a person type (`person`, or `person: true` in the settings) and whether it is configured. A view: it spans every contact and the settings doc, so no single doc's change could maintain it.
 WITH settings AS (

@@ -1,5 +1,6 @@
 -- materialized: view
 -- unique_key: id
+-- raw_docs: _id = 'settings'
 -- data_version: rows
 -- description: Contact types: CHT's built-in ones and those configured in the settings doc (settings.contact_types), with whether each is a person.
 WITH configured AS (

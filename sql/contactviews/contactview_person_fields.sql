@@ -1,5 +1,6 @@
 -- materialized: view
 -- unique_key: uuid
+-- raw_docs: doc ->> 'type' = 'person'
 -- description: Phone numbers, birth date and parent type of every person (cht-couch2pg).
 SELECT
   person.uuid,

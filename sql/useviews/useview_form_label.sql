@@ -1,5 +1,6 @@
 -- materialized: view
 -- unique_key: form
+-- raw_docs: doc ->> 'type' = 'form' OR _id = 'settings'
 -- data_version: rows
 -- description: One row per form of the deployment (XForm docs `form:<id>`, contact forms aside, and the SMS forms of the app settings) with its title in words, as CHT shows it: the form's translation key (`translation_key`, `meta.translation_key` of an SMS form) in the dashboards' language, else English (useview_label); else its title: a title per language (`[{locale, content}]`, or `{<locale>: text}`) in the dashboards' language, else English, else the first; a plain title translated when it is a translation key, else as written; else the form id.
 WITH form AS (

@@ -1,5 +1,6 @@
 -- materialized: view
 -- unique_key: user_name, month
+-- raw_docs: doc ->> 'type' = 'user-settings'
 -- nullable_key: month
 -- description: Tasks per user per month of their due date: tasks due, completed, completed on time, failed, cancelled, and the completion rate (completed / due), with the CHW's place hierarchy.
 WITH monthly AS (

@@ -1,5 +1,6 @@
 -- materialized: view
 -- unique_key: device_id, user_name
+-- raw_docs: doc ->> 'type' = 'telemetry'
 -- description: One row per device and user, from the earliest telemetry doc of each (cht-couch2pg).
 SELECT DISTINCT ON (d.doc #>> '{metadata,deviceId}', d.doc #>> '{metadata,user}')
   d._id AS telemetry_doc_id,

@@ -1,5 +1,6 @@
 -- materialized: view
 -- unique_key: lang, key
+-- raw_docs: _id LIKE 'messages-%'
 -- data_version: rows
 -- description: Every translation of CHT's translation docs (`messages-<lang>` in medic): one row per language and translation key with its words. A deployment's `custom` words win over the shipped `generic` ones, which win over the pre-4.x `values`; a language is the doc's `code` (else the id's suffix); only string values count; a disabled language still counts (reports made in it carry its keys). No translation doc: no rows.
 WITH section AS (

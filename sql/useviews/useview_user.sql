@@ -1,5 +1,6 @@
 -- materialized: view
 -- unique_key: user_name
+-- raw_docs: doc ->> 'type' IN ('user-settings', 'user')
 -- indexes: user_name
 -- description: One row per CHT user (user-settings docs in medic, enriched by the `_users` doc of type user where that database is replicated): name, roles, places (facility_id may be an array; facility_uuid is the first), contact, the first and last report submitted by the user's contact (to the second, as data_record's `reported`), the newest telemetry day and app version, and the last activity (latest of last report, telemetry day start UTC, task state change) with days since it as of today (UTC) and whether that is under 7 days; with the place hierarchy of the facility.
 WITH settings AS (

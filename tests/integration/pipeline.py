@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+import psycopg
 import pytest
 
 from cht_assets.couch.client import CouchClient
 from cht_assets.defs.raw import build_raw_assets
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
+from cht_assets.warehouse.checks import CARRY_AT_MOST
 from tests.support import dagster as support
 
 SUFFIXES = ("", "-sentinel", "-users-meta", "-logs", "-users")  # -users: the demo loader's `_users`
@@ -103,3 +105,14 @@ def metadata(result: dg.ExecuteInProcessResult, name: str) -> dict[str, Any]:
         if event.asset_key.path[-1] == name:
             return {key: value.value for key, value in event.materialization.metadata.items()}
     raise KeyError(name)
+
+
+def age_findings(pg_url: str) -> None:
+    """Make every stored check finding older than a finding is carried: the next run checks
+    again, as it would an hour later (a test that edits rows behind the pipeline's back needs
+    this, since the objects' data versions did not move)."""
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(
+            "UPDATE cht_meta.check_findings SET checked_at = checked_at - %s - interval '1 minute'",
+            (CARRY_AT_MOST,),
+        )

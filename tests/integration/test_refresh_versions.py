@@ -4,6 +4,7 @@ object still equals its SQL run afresh. On generated data and on the real CHT sa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,8 +15,16 @@ import pytest
 
 from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, load_deployment
+from cht_assets.sqlgraph.model import SqlObject
+from cht_assets.warehouse.versions import RAW_DOCS
 from tests.conftest import fresh_database
-from tests.integration.pipeline import Deployment, materialize, new_deployment, new_empty_deployment
+from tests.integration.pipeline import (
+    Deployment,
+    age_findings,
+    materialize,
+    new_deployment,
+    new_empty_deployment,
+)
 from tests.integration.test_activity_views import deploy, sample_docs, with_target_definitions
 
 SQL_ROOT = Path(__file__).resolve().parents[2] / "sql"
@@ -97,12 +106,55 @@ def differs_from_its_sql(pg_url: str, name: str) -> int:
         ).fetchone()[0]
 
 
+def filtered_objects() -> list[SqlObject]:
+    """The objects of sql/ that say which raw docs they read (`-- raw_docs:`)."""
+    found = []
+    for path in sorted(SQL_ROOT.glob("*/*.sql")):
+        obj = SqlObject.from_sql(
+            path.stem, path.read_text(encoding="utf-8"), layer=path.parent.name, path=path
+        )
+        if obj.config.get("raw_docs"):
+            found.append(obj)
+    return found
+
+
+def assert_raw_docs_cover_what_they_read(pg_url: str) -> None:
+    """Each `raw_docs` filter selects every raw doc its object reads: the object's SQL gives the
+    same rows over the raw relations cut down to the docs the filter selects."""
+    objects = filtered_objects()
+    assert {"useview_translation", "useview_telemetry_devices", "raw_contacts"} <= {o.name for o in objects}
+    with psycopg.connect(pg_url) as conn:
+        for obj in objects:
+            sql = obj.sql
+            read = [r for r in sorted(RAW_DOCS) if re.search(rf"(?<![\w.]){re.escape(r)}\b", obj.sql)]
+            for index, relation in enumerate(read):
+                conn.execute(
+                    f"CREATE TEMP VIEW only_filtered_{index} AS SELECT * FROM {relation} WHERE "
+                    f"{obj.config['raw_docs']}"
+                )
+                sql = re.sub(rf"(?<![\w.]){re.escape(relation)}\b", f"pg_temp.only_filtered_{index}", sql)
+            assert "only_filtered" in sql, obj.name
+            (differ,) = conn.execute(
+                f"SELECT (SELECT count(*) FROM (({obj.sql}) EXCEPT ALL ({sql})) AS a)"
+                f" + (SELECT count(*) FROM (({sql}) EXCEPT ALL ({obj.sql})) AS b)"
+            ).fetchone()
+            (rows,) = conn.execute(f"SELECT count(*) FROM ({obj.sql}) AS t").fetchone()
+            assert differ == 0, (
+                f"{obj.name}: {differ} of {rows} rows differ with only the docs of its raw_docs filter"
+            )
+            conn.rollback()
+
+
 def edit(deployment: Deployment, pick, change) -> dict:
     """Change one live doc of medic picked by `pick`, in CouchDB."""
     doc = next(d for d in deployment.docs() if pick(d))
     change(doc)
     deployment.client().bulk_docs([doc])
     return doc
+
+
+def test_raw_docs_filters_cover_what_their_objects_read(generated: Deployment) -> None:
+    assert_raw_docs_cover_what_they_read(generated.pg_url)
 
 
 def test_a_refresh_with_nothing_changed_rebuilds_nothing_and_carries_the_checks(
@@ -188,8 +240,7 @@ def test_a_person_edited_rebuilds_the_population(generated: Deployment) -> None:
 
 
 def test_a_finding_is_carried_an_hour_at_most(generated: Deployment) -> None:
-    with psycopg.connect(generated.pg_url) as conn:
-        conn.execute("UPDATE cht_meta.check_findings SET checked_at = checked_at - interval '61 minutes'")
+    age_findings(generated.pg_url)
     started = datetime.now(UTC)
     result = materialize(generated)
     assert_all_passed(result)
@@ -213,6 +264,7 @@ def test_on_the_real_cht_samples_a_report_edited_leaves_the_contacts_alone(
         },
     )
     assert_all_passed(materialize(deployment), warnings=False)
+    assert_raw_docs_cover_what_they_read(deployment.pg_url)
     before = stored_versions(deployment.pg_url)
     report = edit(
         deployment,
