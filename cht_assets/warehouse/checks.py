@@ -13,6 +13,7 @@ Declared by the object's SQL header and by an optional `<name>.checks.yaml` next
       reports_equal_form_metadata:
         severity: error            # error (default) | warn
         description: Reports per week and form equal the reports in form_metadata.
+        recheck: hourly            # every refresh (default) | hourly: see below
         sql: |
           SELECT ... -- one row per mismatch
 
@@ -27,6 +28,12 @@ time it was made, for at most CARRY_AT_MOST: a view whose inputs did not move is
 again on every refresh, nor the contacts when only reports came in. An incremental table's data
 version stands for the raw docs it reads, so its checks' comparisons with the raw docs are run
 again when its rows changed (or after CARRY_AT_MOST), not on every new doc of another kind.
+
+A reconciliation of an incremental table with the raw docs it is built from (`recheck: hourly`)
+repeats, over the whole table, what the parity check does for each refresh's changes: after an
+incremental refresh it carries a passing finding (same check, same object code) for at most
+CARRY_AT_MOST even though the rows moved, so a report does not cost a scan of every document;
+a failing one, or one after a rebuild, is made again every time.
 """
 
 from __future__ import annotations
@@ -54,7 +61,8 @@ from cht_assets.warehouse.versions import RAW_DOCS, digest, inputs_version
 REFERENCE = re.compile(r"^\s*(\w+)\s*->\s*(\w+)\.(\w+)\s*$")
 CHECK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 CHECKS_SUFFIX = ".checks.yaml"
-RECONCILIATION_KEYS = {"severity", "description", "sql"}
+RECONCILIATION_KEYS = {"severity", "description", "sql", "recheck"}
+RECHECKS = ("every refresh", "hourly")
 # A finding is carried at most this long: a check runs again within it whatever moved.
 CARRY_AT_MOST = timedelta(hours=1)
 FORM_RELATIONS = ("raw.couchdb_docs", "raw.couchdb_form_xml")
@@ -80,6 +88,7 @@ class Check:
     reads: tuple[str, ...] = ()
     scoped: bool = False
     sql: str = ""
+    hourly: bool = False  # `recheck: hourly`: a passing finding rolls over incremental refreshes
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,7 @@ class Reconciliation:
     severity: Severity
     description: str
     sql: str
+    hourly: bool = False
 
 
 def references(obj: SqlObject) -> list[tuple[str, str, str]]:
@@ -129,8 +139,17 @@ def reconciliation(path: Path, name: object, entry: object) -> Reconciliation:
         raise SqlGraphError(
             path, None, f"check {name}: severity must be error or warn; got {severity.lower()!r}"
         )
+    recheck = entry.get("recheck", RECHECKS[0])
+    if recheck not in RECHECKS:
+        raise SqlGraphError(
+            path, None, f"check {name}: recheck must be one of {list(RECHECKS)}; got {recheck!r}"
+        )
     return Reconciliation(
-        name, Severity(severity), str(entry.get("description", "")), entry["sql"].strip().rstrip(";")
+        name,
+        Severity(severity),
+        str(entry.get("description", "")),
+        entry["sql"].strip().rstrip(";"),
+        hourly=recheck == "hourly",
     )
 
 
@@ -205,6 +224,7 @@ def reconciliation_check(item: Reconciliation) -> Check:
         lambda c, o, b, r: quality.zero_rows(c, item.sql),
         reads=relations_read(item.sql),
         sql=item.sql,
+        hourly=item.hourly,
     )
 
 
@@ -248,14 +268,36 @@ def checks_version(
     return inputs_version(conn, code, reads, texts, committed_change_seq(conn) if reads & RAW_DOCS else 0)
 
 
+def check_version(obj: SqlObject, check: Check) -> str:
+    """The check as it is declared, on the object as its code builds it."""
+    return digest([obj.code_version, check.name, check.severity, check.sql])
+
+
 def carries(
-    check: Check, result: RefreshResult, stored: StoredFinding | None, version: str | None, now: datetime
+    check: Check,
+    obj: SqlObject,
+    result: RefreshResult,
+    stored: StoredFinding | None,
+    version: str | None,
+    now: datetime,
 ) -> bool:
-    if version is None or stored is None or stored.inputs_version != version:
+    if stored is None or now - stored.checked_at > CARRY_AT_MOST:
         return False
-    if now - stored.checked_at > CARRY_AT_MOST:
-        return False
-    return not (check.scoped and result.rewritten_ids is not None)  # cheap: look at the changes
+    if version is not None and stored.inputs_version == version:
+        return not (check.scoped and result.rewritten_ids is not None)  # cheap: look at the changes
+    return rolls(check, obj, result, stored)
+
+
+def rolls(check: Check, obj: SqlObject, result: RefreshResult, stored: StoredFinding) -> bool:
+    """A passing `recheck: hourly` reconciliation, after an incremental refresh of the same code
+    (whose changes its parity check looked at)."""
+    return (
+        check.hourly
+        and obj.kind == "incremental"
+        and result.rewritten_ids is not None
+        and stored.count == 0
+        and stored.check_version == check_version(obj, check)
+    )
 
 
 def run_checks(
@@ -266,12 +308,12 @@ def run_checks(
     if not declared:
         return []
     version = checks_version(conn, obj, result, declared)
-    stored: Mapping[str, StoredFinding] = read_findings(conn, obj.name) if version else {}
+    stored: Mapping[str, StoredFinding] = read_findings(conn, obj.name)
     now = datetime.now(UTC)
     outcomes = []
     for check in declared:
         prior = stored.get(check.name)
-        if prior is not None and carries(check, result, prior, version, now):
+        if carries(check, obj, result, prior, version, now):
             finding = quality.Finding(prior.count, prior.examples, prior.details)
             outcomes.append(Outcome(check, finding, prior.checked_at, carried=True))
         else:
@@ -281,7 +323,12 @@ def run_checks(
         obj.name,
         {
             o.check.name: StoredFinding(
-                version or "", o.finding.count, o.finding.examples, o.finding.details, o.checked_at
+                version or "",
+                o.finding.count,
+                o.finding.examples,
+                o.finding.details,
+                o.checked_at,
+                check_version(obj, o.check),
             )
             for o in outcomes
         },

@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS cht_meta.check_findings (
     checked_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (object, check_name)
 );
+-- The check's own version (its SQL, its object's code): added after the first release.
+ALTER TABLE cht_meta.check_findings ADD COLUMN IF NOT EXISTS check_version text;
 COMMENT ON TABLE cht_meta.check_findings IS 'What each check of every view-layer object last found, and from what inputs.';
 """
 META_LOCK_KEY = 7_146_003
@@ -65,7 +67,7 @@ class RefreshState:
 
 def ensure_meta_schema(conn: psycopg.Connection) -> None:
     # Checked first: the DDL takes locks and writes the catalog, on every step otherwise.
-    present = "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('cht_meta.refresh_state') AND attname = 'docs_seq'"
+    present = "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('cht_meta.check_findings') AND attname = 'check_version'"
     if conn.execute(present).fetchone() is not None:
         return
     with conn.transaction():
@@ -139,11 +141,12 @@ class StoredFinding:
     examples: list[str]
     details: dict[str, int]
     checked_at: datetime
+    check_version: str | None = None
 
 
 def read_findings(conn: psycopg.Connection, name: str) -> dict[str, StoredFinding]:
     rows = conn.execute(
-        "SELECT check_name, inputs_version, count, examples, details, checked_at "
+        "SELECT check_name, inputs_version, count, examples, details, checked_at, check_version "
         "FROM cht_meta.check_findings WHERE object = %s",
         (name,),
     ).fetchall()
@@ -157,8 +160,8 @@ def save_findings(conn: psycopg.Connection, name: str, findings: Mapping[str, St
         for check_name, found in findings.items():
             conn.execute(
                 "INSERT INTO cht_meta.check_findings "
-                "(object, check_name, inputs_version, count, examples, details, checked_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                "(object, check_name, inputs_version, count, examples, details, checked_at, check_version) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 (name, check_name, found.inputs_version, found.count, Jsonb(found.examples),
-                 Jsonb(found.details), found.checked_at),
+                 Jsonb(found.details), found.checked_at, found.check_version),
             )  # fmt: skip

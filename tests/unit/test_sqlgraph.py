@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,16 @@ from cht_assets.sqlgraph import (
 )
 from cht_assets.sqlgraph.files import parse_header
 from cht_assets.sqlgraph.parse import parse_model, relation_refs
-from cht_assets.warehouse.checks import Severity, declared_checks, reconciliations
+from cht_assets.warehouse.checks import (
+    CARRY_AT_MOST,
+    Severity,
+    carries,
+    check_version,
+    declared_checks,
+    reconciliations,
+)
+from cht_assets.warehouse.refresh import RefreshResult
+from cht_assets.warehouse.state import StoredFinding
 
 RAW_DOCS_COLUMNS = ("source", "_id", "_rev", "_deleted", "_conflicts", "saved_timestamp", "doc")
 EXTERNALS: dict[str, tuple[str, ...]] = {
@@ -695,6 +706,46 @@ def test_incremental_objects_get_parity_and_functions_no_checks(tmp_path: Path) 
     assert declared_checks(file_object(SQL_ROOT / "functions/cht_to_date.sql")) == []
 
 
+def test_an_hourly_reconciliation_rolls_a_passing_finding_over_incremental_refreshes_only(
+    tmp_path: Path,
+) -> None:
+    hourly = "matches_source:\n  recheck: hourly\n  sql: SELECT uuid FROM src EXCEPT SELECT uuid FROM t\n"
+    write(
+        tmp_path,
+        {
+            "base/t.sql": "-- materialized: incremental\n-- unique_key: uuid\nSELECT uuid FROM src\n",
+            "base/t.checks.yaml": hourly,
+        },
+    )
+    obj = file_object(tmp_path / "base/t.sql")
+    parity, reconcile = declared_checks(obj)[1:]
+    assert (parity.name, parity.hourly, reconcile.name, reconcile.hourly) == (
+        "parity",
+        False,
+        "matches_source",
+        True,
+    )
+    now = datetime.now(UTC)
+    passed = StoredFinding("older rows", 0, [], {}, now - timedelta(minutes=5), check_version(obj, reconcile))
+    incremental = RefreshResult("t", "incremental", 3, 10, 0.1, ("a",), ("a",), "new rows")
+    assert carries(reconcile, obj, incremental, passed, "new rows", now)
+    assert not carries(
+        parity, obj, incremental, replace(passed, check_version=check_version(obj, parity)), "new rows", now
+    )
+    assert not carries(reconcile, obj, replace(incremental, rewritten_ids=None), passed, "new rows", now), (
+        "rebuilt"
+    )
+    assert not carries(reconcile, obj, incremental, replace(passed, count=1), "new rows", now), (
+        "it found something"
+    )
+    assert not carries(
+        reconcile, obj, incremental, replace(passed, checked_at=now - CARRY_AT_MOST * 2), "x", now
+    )
+    (tmp_path / "base/t.checks.yaml").write_text(hourly.replace("EXCEPT SELECT", "EXCEPT ALL SELECT"))
+    changed = declared_checks(obj)[2]
+    assert not carries(changed, obj, incremental, passed, "new rows", now), "the check's SQL changed"
+
+
 def test_nullable_key_columns_must_be_key_columns(tmp_path: Path) -> None:
     text = "-- unique_key: chw, week, form\n-- nullable_key: chw, week\nSELECT 1 AS chw, 2 AS week, 3 AS form"
     (check,) = declared_checks(SqlObject.from_sql("v", text, layer="useviews"))
@@ -712,6 +763,10 @@ def test_nullable_key_columns_must_be_key_columns(tmp_path: Path) -> None:
         ("no_sql:\n  severity: warn\n", "needs `sql`"),
         ("typo:\n  sql: SELECT 1\n  severty: warn\n", "unknown keys ['severty']"),
         ("loud:\n  sql: SELECT 1\n  severity: fatal\n", "severity must be error or warn; got 'fatal'"),
+        (
+            "often:\n  sql: SELECT 1\n  recheck: daily\n",
+            "recheck must be one of ['every refresh', 'hourly']; got 'daily'",
+        ),
         ("unique_key:\n  sql: SELECT 1\n", "check names ['unique_key'] already used by v"),
     ],
 )
