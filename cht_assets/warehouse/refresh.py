@@ -15,7 +15,6 @@ from cht_assets.sqlnames import quote_ident, quote_qualified, safe_identifier
 from cht_assets.warehouse.state import RefreshState, read_state, save_state
 from cht_assets.warehouse.versions import (
     RAW_DOCS,
-    VOLATILE_MARK,
     digest,
     docs_seq,
     fresh_token,
@@ -292,10 +291,7 @@ def refresh_incremental(
                 result = rewrite_rows(conn, obj, ids, rows)
             kept = None if result.rewritten_ids else state.data_version
             result = replace(result, data_version=kept or fresh_token())
-        save_state(
-            conn, obj.name, obj.layer, obj.kind, obj.code_version, upto, result.rows, obj.schema,
-            result.data_version,
-        )  # fmt: skip
+        save_built(conn, obj, upto, result.rows, result.data_version)
     return result
 
 
@@ -322,6 +318,22 @@ def keyed_select(obj: Buildable) -> str:
     return f"SELECT * FROM ({obj.sql.replace('%', '%%')}) AS m WHERE m.{quote_ident(obj.doc_key)} = ANY(%s)"
 
 
+def save_built(
+    conn: psycopg.Connection,
+    obj: Buildable,
+    change_seq: int,
+    rows: int | None,
+    data_version: str,
+    inputs_version: str | None = None,
+    docs_seq: int | None = None,
+) -> None:
+    """What the object was built as and from (cht_meta.refresh_state)."""
+    save_state(
+        conn, obj.name, obj.layer, obj.kind, obj.code_version, change_seq, rows, obj.schema,
+        data_version, inputs_version, docs_seq,
+    )  # fmt: skip
+
+
 def refresh_table(
     conn: psycopg.Connection,
     obj: Buildable,
@@ -343,19 +355,7 @@ def refresh_table(
             mode, rows, version = "unchanged", state.row_count, state.data_version or fresh_token()
         else:
             (mode, rows), version = rebuild_table(conn, obj, dependents), inputs or fresh_token()
-        save_state(
-            conn,
-            obj.name,
-            obj.layer,
-            obj.kind,
-            obj.code_version,
-            upto,
-            rows,
-            obj.schema,
-            version,
-            inputs,
-            seen,
-        )
+        save_built(conn, obj, upto, rows, version, inputs, seen)
     return IncrementalResult(mode, rows, data_version=version)
 
 
@@ -375,17 +375,12 @@ def refresh(
     rows: int | None = None
     if obj.kind not in ("view", "function", "incremental", "table"):
         raise ValueError(f"{obj.name}: unknown kind {obj.kind!r} (view, incremental, table or function)")
-    # A function may be built before the raw tables exist (a first start): no version then.
     reads_raw = bool(RAW_DOCS & set(reads))
-    if reads_raw and relation_kind(conn, "couchdb_docs", "raw") is None:
-        reads, reads_raw = [*reads, VOLATILE_MARK], False
     upto = committed_change_seq(conn) if obj.kind in ("incremental", "table") or reads_raw else 0
-    state = read_state(conn, obj.name)
-    seen = None
-    if obj.raw_docs and reads_raw and obj.kind != "incremental":
-        seen = docs_seq(
-            conn, obj.raw_docs, *((state.change_seq, state.docs_seq) if state else (None, None)), upto
-        )
+    # What it was built from last: for a view versioned by its rows, or one reading few raw docs.
+    filtered = bool(obj.raw_docs) and reads_raw and obj.kind != "incremental"
+    state = read_state(conn, obj.name) if filtered or obj.versioned_by_rows else None
+    seen = docs_seq(conn, obj.raw_docs, state, upto) if filtered else None
     inputs = None
     if obj.kind != "incremental":
         raw_seq = upto if seen is None else seen
@@ -413,18 +408,6 @@ def refresh(
         )
     if obj.kind in ("view", "function"):
         with conn.transaction():
-            save_state(
-                conn,
-                obj.name,
-                obj.layer,
-                obj.kind,
-                obj.code_version,
-                upto,
-                rows,
-                obj.schema,
-                version,
-                inputs,
-                seen,
-            )
+            save_built(conn, obj, upto, rows, version, inputs, seen)
     changed = -1 if ids is None else len(ids)
     return RefreshResult(obj.name, mode, changed, rows, time.monotonic() - started, ids, rewritten, version)

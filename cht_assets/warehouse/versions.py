@@ -33,13 +33,12 @@ import psycopg
 
 from cht_assets.replica.schema import RAW_RELATIONS
 from cht_assets.sqlnames import quote_ident, quote_qualified
-from cht_assets.warehouse.state import read_data_versions
+from cht_assets.warehouse.state import RefreshState, read_data_versions
 
 # Raw relations that change with the replicated docs (their change_seq versions them); the
 # replication's progress moves on every sync, docs or not.
 RAW_DOCS = frozenset(RAW_RELATIONS) - {"raw.couchdb_progress", "couchdb_progress"}
 VOLATILE = frozenset({"raw.couchdb_progress", "couchdb_progress", "cht_meta.refresh_state"})
-VOLATILE_MARK = "raw.couchdb_progress"  # what to read for an input that has no version now
 TIME_DEPENDENT = re.compile(
     r"\b(current_date|current_timestamp|localtimestamp|now\s*\(|clock_timestamp|statement_timestamp|"
     r"transaction_timestamp)",
@@ -56,17 +55,18 @@ def fresh_token() -> str:
     return uuid.uuid4().hex
 
 
-def docs_seq(conn: psycopg.Connection, raw_docs: str, after: int | None, last: int | None, upto: int) -> int:
+def docs_seq(conn: psycopg.Connection, raw_docs: str, since: RefreshState | None, upto: int) -> int:
     """The change_seq of the last raw doc that the `raw_docs` predicate selects, or that was
-    deleted (a tombstone no longer says what it was), up to `upto`: looked for after `after`
-    only (the change_seq this was last known as of), else `last`, what it was then."""
-    scan_from = after if after is not None and last is not None else -1
+    deleted (a tombstone no longer says what it was), up to `upto`: looked for only after the
+    change_seq the object was last refreshed as of, when it knew its docs_seq then."""
+    known = since is not None and since.docs_seq is not None
+    scan_from, last = (since.change_seq, since.docs_seq) if known else (-1, 0)
     found = conn.execute(
         f"SELECT max(change_seq) FROM raw.couchdb_docs WHERE change_seq > %s AND change_seq <= %s "
         f"AND (_deleted OR ({raw_docs.replace('%', '%%')}))",
         (scan_from, upto),
     ).fetchone()[0]
-    return found if found is not None else (last if scan_from >= 0 and last is not None else 0)
+    return last if found is None else found
 
 
 def inputs_version(

@@ -12,10 +12,14 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, load_deployment
+from cht_assets.replica.schema import ensure_raw_schema
 from cht_assets.sqlgraph.model import SqlObject
+from cht_assets.warehouse.catalog import LANGUAGE_FUNCTION, build_catalog, refresh_entry
+from cht_assets.warehouse.state import ensure_meta_schema
 from cht_assets.warehouse.versions import RAW_DOCS
 from tests.conftest import fresh_database
 from tests.integration.pipeline import (
@@ -285,3 +289,35 @@ def test_on_the_real_cht_samples_a_report_edited_leaves_the_contacts_alone(
     assert modes(result)["useview_population"] == "unchanged"
     for name in ROLLUPS:
         assert differs_from_its_sql(deployment.pg_url, name) == 0, name
+
+
+def test_on_a_new_warehouse_the_filtered_function_moves_with_the_settings_doc_only(pg_url: str) -> None:
+    """A first refresh (no state yet) finds its docs among all the raw docs; after it, a report
+    leaves the language function's version alone and the settings doc moves it."""
+    catalog = build_catalog([])
+
+    def version_now(conn: psycopg.Connection) -> str:
+        _, result = refresh_entry(conn, catalog, LANGUAGE_FUNCTION)
+        return result.data_version
+
+    def write(conn: psycopg.Connection, doc_id: str, doc: dict) -> None:
+        conn.execute(
+            "INSERT INTO raw.couchdb_docs AS d (source, _id, _rev, doc) VALUES ('medic', %s, '1-a', %s) "
+            "ON CONFLICT (source, _id) DO UPDATE SET doc = excluded.doc, "
+            "change_seq = nextval('raw.couchdb_change_seq')",
+            (doc_id, Jsonb({"_id": doc_id, **doc})),
+        )
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        ensure_meta_schema(conn)
+        ensure_raw_schema(conn, ["medic"])
+        write(conn, "settings", {"settings": {"locale": "fr"}})
+        write(conn, "report-0", {"type": "data_record", "form": "delivery"})
+        settled = version_now(conn)
+        assert version_now(conn) == settled
+        write(conn, "report-1", {"type": "data_record", "form": "pregnancy"})
+        assert version_now(conn) == settled, "a report is not what it reads"
+        write(conn, "settings", {"settings": {"locale": "sw"}})
+        assert version_now(conn) != settled
+        (language,) = conn.execute(f"SELECT {LANGUAGE_FUNCTION}()").fetchone()
+        assert language == "sw"
