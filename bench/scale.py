@@ -11,7 +11,9 @@ embedded PostgreSQL 18, Superset from .superset-venv, all on free ports, stopped
   3. 1 % of the docs of every database but `_users` edited or deleted (bench/views.py's touch),
      then sync + refresh: the steps' own time and the wall time, both as ratios of (2); then with
      nothing changed (the fixed cost), and one report edited: the wall time a user waits after
-     a single change;
+     a single change, in a run of every view (a manual materialization) and as `dagster dev`
+     takes it (the update_seq sensor's tick and its run of the replica and of the views the
+     report reaches);
   4. every chart of every shipped dashboard (superset/dashboards/*.yaml, provisioned by the real
      Superset assets) through Superset's chart-data API, as the admin and as two managers that
      row-level security confines to one health center and to one district hospital: median and
@@ -33,6 +35,7 @@ import argparse
 import collections
 import concurrent.futures
 import contextlib
+import importlib
 import json
 import math
 import os
@@ -54,13 +57,14 @@ import dagster as dg
 import psycopg
 import yaml
 from replication import raw_read
-from views import SEED, Timed, households_for, run, touch
+from views import SEED, Timed, households_for, run, timed, touch
 
 from cht_assets.bi.client import SupersetAPIError, SupersetClient
 from cht_assets.bi.dashboard_specs import load_dashboards
 from cht_assets.couch.client import CouchClient
 from cht_assets.defs.raw import build_raw_assets
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
+from cht_assets.defs.sensors import UPDATE_SEQ_SENSOR, seq_text
 from cht_assets.defs.superset import SupersetResource, build_superset_assets, published_datasets
 from cht_assets.defs.views import build_view_assets
 from cht_assets.demo.generator import DATABASES
@@ -349,6 +353,30 @@ def add_sync_and_refresh(result: Result, what: str, sync: Timed, refresh: Timed,
     result.add(f"  {what}: Dagster events stored", sync.events + refresh.events, "events")
 
 
+def seqs_now(couch_url: str, dbs: list[str]) -> dict[str, str]:
+    return {db: seq_text(CouchClient(couch_url, db).db_info()["update_seq"]) for db in dbs}
+
+
+def sensor_runs(seen: dict[str, str], resources: dict, instance: dg.DagsterInstance, log: Path) -> Timed:
+    """What `dagster dev` does after a change: the code location's update_seq sensor, its cursor
+    the seqs `seen` before the change, requests a run of the replica and of the views the
+    changed docs reach; the runs executed as the daemon would. Wall time from the tick on."""
+    sys.modules.pop("cht_assets.definitions", None)
+    defs = importlib.import_module("cht_assets.definitions").defs
+    job = defs.resolve_implicit_global_asset_job_def()
+    started = time.monotonic()
+    with dg.build_sensor_context(
+        instance=instance, definitions=defs, cursor=json.dumps(seen), resources=resources
+    ) as context:
+        requests = defs.resolve_sensor_def(UPDATE_SEQ_SENSOR).evaluate_tick(context).run_requests
+    with quiet(log):
+        results = [
+            job.execute_in_process(instance=instance, asset_selection=r.asset_selection, tags=r.tags)
+            for r in requests
+        ]
+    return timed(results, time.monotonic() - started, instance)
+
+
 def one_report_edited(medic: CouchClient, pg_url: str) -> None:
     """Edit the newest live report in CouchDB (a field added)."""
     with psycopg.connect(pg_url) as conn:
@@ -494,10 +522,24 @@ def measure(target: int, args: argparse.Namespace) -> Result:
             sync, refresh = sync_and_refresh("nothing changed", views, resources, instance, dagster_log)
             add_sync_and_refresh(result, "nothing changed", sync, refresh)
 
-            # 3c. one report edited: what a user waits for after a single change
+            # 3c. one report edited: what a user waits for after a single change, first in a
+            # run of every view, then in the update_seq sensor's run (the views the report reaches)
+            seen = seqs_now(couch.url, dbs)
             one_report_edited(CouchClient(couch.url, database_name(PREFIX, "medic")), pg_url)
             sync, refresh = sync_and_refresh("one report edited", views, resources, instance, dagster_log)
-            add_sync_and_refresh(result, "1 report edited", sync, refresh, goal=" (goal < 5 s)")
+            add_sync_and_refresh(result, "1 report edited, every view", sync, refresh)
+            seen = seqs_now(couch.url, dbs)
+            one_report_edited(CouchClient(couch.url, database_name(PREFIX, "medic")), pg_url)
+            reached = sensor_runs(seen, resources, instance, dagster_log)
+            say(
+                f"one report edited, the sensor's run: {reached.wall:.1f}s: {reached.slowest(len(reached.objects))}"
+            )
+            result.add("1 report edited, sensor's run: sync + refresh wall (goal < 5 s)", reached.wall, "s")
+            result.add(
+                "  1 report edited, sensor's run: view objects refreshed", len(reached.objects), "objects"
+            )
+            result.add("  1 report edited, sensor's run: steps' own time", reached.work, "s")
+            result.add("  1 report edited, sensor's run: Dagster events stored", reached.events, "events")
 
             # 4. charts
             if superset_started is not None:

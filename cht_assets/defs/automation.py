@@ -12,13 +12,15 @@ What runs when:
     raw         the `couchdb_update_seq` sensor, when a database changes; and a keepalive
                 every KEEPALIVE_MINUTES (default a third of the raw window), so an idle
                 database still counts as checked
-    views       in the run the `couchdb_update_seq` sensor starts for a replica, after it
-                (cht_assets.defs.sensors); else eager: when anything upstream updated (joining
-                the run of a raw keepalive); only when every upstream blocking check passed;
-                roots (functions, ...) also on the keepalive
+    views       in the run the `couchdb_update_seq` sensor starts for a replica, after it,
+                those the changed docs reach (cht_assets.defs.sensors); else eager: when
+                anything upstream updated (joining the run of a raw keepalive), but not by such
+                a sensor run; only when every upstream blocking check passed; roots (functions,
+                ...) also on the keepalive
     dictionary  the form tables as a view layer; the page after the views in their run (it is
                 downstream of every view but those waiting for a form), whatever their
-                checks said: it documents what there is
+                checks said: it documents what there is; not after the sensor's runs of the
+                views a change reaches (it documents what the views are, not their rows)
     superset    eager, but never joining a run requested for the views: Superset assets run in
                 runs of their own, so a Superset outage fails Superset runs only; the database
                 connection (and access after it) on a keepalive of its own, half a period after
@@ -103,11 +105,27 @@ def build_when_missing() -> dg.AutomationCondition:
     ).with_label("missing, not failed")
 
 
+def eager_unless_reached() -> dg.AutomationCondition:
+    """eager(), but an update made by a run whose views are those its changes reach (the
+    update_seq sensor's, tagged REACHED_TAG) is not one to follow: that run held every view the
+    changes could move, and the others are as they were. Their keepalive still comes."""
+    AC = dg.AutomationCondition
+    updated = AC.any_deps_match(
+        (
+            AC.newly_updated()
+            & ~AC.executed_with_root_target()
+            & ~AC.all_new_updates_have_run_tags(tag_keys={sensors.REACHED_TAG})
+        ).with_label("newly_updated_without_root, not by a run of the views reached")
+        | AC.will_be_requested()
+    ).with_label("any_deps_updated")
+    return AC.eager().replace("any_deps_updated", updated)
+
+
 def follow_upstream() -> dg.AutomationCondition:
     AC = dg.AutomationCondition
-    return ((AC.eager() | build_when_missing()) & AC.all_deps_blocking_checks_passed()).with_label(
-        "eager, upstream blocking checks passed"
-    )
+    return (
+        (eager_unless_reached() | build_when_missing()) & AC.all_deps_blocking_checks_passed()
+    ).with_label("eager, upstream blocking checks passed")
 
 
 def upstream_updated_since_handled(ignored: dg.AssetSelection) -> dg.AutomationCondition:
@@ -147,8 +165,9 @@ def after_upstream_finished(ignored: dg.AssetSelection) -> dg.AutomationConditio
 
 def describe_what_exists() -> dg.AutomationCondition:
     """For the data dictionary page: as the views, but a failed check upstream does not hold
-    it: it documents the views as they are."""
-    return (dg.AutomationCondition.eager() | build_when_missing()).with_label("eager, whatever the checks")
+    it: it documents the views as they are. It documents what they are, not their rows: not
+    after the update_seq sensor's runs of the views a change reaches."""
+    return (eager_unless_reached() | build_when_missing()).with_label("eager, whatever the checks")
 
 
 def automation_condition(spec: dg.AssetSpec, minutes: int) -> dg.AutomationCondition | None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from cht_assets.defs.raw import raw_asset_key
+from cht_assets.defs.raw import RAW_DOCS_METADATA, raw_asset_key
 from cht_assets.defs.resources import PostgresResource
 from cht_assets.replica.schema import compat_relation
 from cht_assets.warehouse.dictionary import CHOICES_TABLE, FIELDS_TABLE, refresh_form_tables
@@ -32,6 +32,8 @@ def form_dictionary_asset(source: str) -> dg.AssetsDefinition:
         deps=[raw_asset_key(source)],
         group_name=DICTIONARY_GROUP,
         kinds={"postgres"},
+        # The form docs (their XForms); the translations and settings give labels' languages.
+        metadata={RAW_DOCS_METADATA: "doc ->> 'type' = 'form' OR _id LIKE 'messages-%' OR _id = 'settings'"},
         description=(
             "The forms described from the XForms themselves: every field's label (all languages), "
             f"hint, type, logic and choices in `public.{FIELDS_TABLE}` and `public.{CHOICES_TABLE}` "

@@ -14,6 +14,12 @@ PROGRESS_LOG_SECONDS = 5.0
 CLEANED_CHECK = "unstorable_characters"
 
 
+# On an asset reading a replica: the raw docs it reads (an object's `-- raw_docs:` filter), for
+# the update_seq sensor to tell which assets a change reaches (cht_assets.warehouse.reach);
+# absent: every doc.
+RAW_DOCS_METADATA = "cht/raw_docs"
+
+
 def asset_name(db: str) -> str:
     """`medic-sentinel` -> `medic_sentinel`: Dagster names allow letters, digits and `_`."""
     return re.sub(r"[^A-Za-z0-9_]", "_", db)

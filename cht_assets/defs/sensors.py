@@ -9,7 +9,12 @@ one run per seq, however often the sensor looks) and the external CouchDB asset 
 observation with the seq and the doc counts. A database whose replication is already running is
 not watched; it waits for the next tick. The view-layer assets downstream of the replica join its run,
 after it: waiting for the automation sensor's next tick and a second run's start-up (each run
-loads the code location afresh) doubled the time from a CouchDB write to the use views. Dagster
+loads the code location afresh) doubled the time from a CouchDB write to the use views. Only
+those the changed docs reach join (read from `_changes` before the run, up to PREDICTED_CHANGES;
+cht_assets.warehouse.reach), with what reads them: a new report refreshes its form's tables and
+what reads them, not the contacts or the translations, and the run pays Dagster's fixed cost
+(its events per step and check) for those only. The run is tagged REACHED_TAG, so the automation
+does not follow its replica's update with the other views. Dagster
 applies the same rules in the run as the automation would between runs: a view runs only when
 the blocking checks upstream of it passed. Superset assets still follow in runs of their own.
 On a first start, while something the views read outside the run (a function) was never
@@ -28,11 +33,14 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any
 
 import dagster as dg
+import psycopg
 
 from cht_assets.couch.errors import CouchError
-from cht_assets.defs.raw import couchdb_asset_key, raw_asset_key
-from cht_assets.defs.resources import CouchDBResource
+from cht_assets.defs.dictionary import DICTIONARY_PAGE_KEY
+from cht_assets.defs.raw import RAW_DOCS_METADATA, couchdb_asset_key, raw_asset_key
+from cht_assets.defs.resources import CouchDBResource, PostgresResource
 from cht_assets.settings import OpsSettings
+from cht_assets.warehouse.reach import EVERY_DOC, objects_reached
 
 UPDATE_SEQ_SENSOR = "couchdb_update_seq"
 AUTOMATION_SENSOR = "automation"
@@ -43,6 +51,12 @@ NOT_JOINING_GROUPS = frozenset({"couchdb", "raw", "superset", "ops"})
 # A tick is a gRPC call the daemon allows 60 s by default, and the daemon evaluates its other
 # sensors (alerts, forms) after this one: a watch never holds them longer than this.
 MAX_WATCH_SECONDS = 20
+# A tick that sees more changes than this lets every view join: the changes are read twice (here
+# and by the replication), and at that many the views' own work outweighs a run's fixed cost.
+PREDICTED_CHANGES = 1000
+# On a run whose views are those its changes reach: the automation does not count its replica's
+# update as one the other views must follow (cht_assets.defs.automation).
+REACHED_TAG = "cht/views_reached"
 
 
 def watch_seconds(interval_seconds: int) -> float:
@@ -129,6 +143,50 @@ def views_downstream(context: dg.SensorEvaluationContext, keys: list[dg.AssetKey
     )
 
 
+def views_reached(
+    context: dg.SensorEvaluationContext,
+    couchdb: CouchDBResource,
+    postgres: PostgresResource,
+    db: str,
+    since: str | None,
+    views: list[dg.AssetKey],
+) -> list[dg.AssetKey] | None:
+    """Of `views`, those the changes of `db` after `since` reach (cht_assets.warehouse.reach)
+    and what reads them; None when that cannot be told (first tick, more than PREDICTED_CHANGES
+    changes, CouchDB or PostgreSQL not answering): then every view joins."""
+    if since is None:
+        return None
+    graph = context.repository_def.asset_graph
+    raw = raw_asset_key(db)
+    filters = {
+        key.to_user_string(): metadata_text(graph.get(key).metadata.get(RAW_DOCS_METADATA))
+        for key in views
+        if raw in graph.get(key).parent_keys
+    }
+    try:
+        with couchdb.client(db).changes(since, PREDICTED_CHANGES + 1) as feed:
+            changes = list(feed.rows())
+        if len(changes) > PREDICTED_CHANGES:
+            return None
+        with psycopg.connect(postgres.conninfo, autocommit=True, connect_timeout=10) as conn:
+            reached = objects_reached(conn, db, changes, filters)
+    except CouchError as exc:  # its message holds no credentials
+        context.log.warning(f"{db}: {exc}; every view joins")
+        return None
+    except psycopg.Error as exc:  # its message may name the server and user: the kind only
+        context.log.warning(f"{db}: PostgreSQL {type(exc).__name__}; every view joins")
+        return None
+    keys = [dg.AssetKey.from_user_string(name) for name in reached]
+    closure = dg.AssetSelection.assets(*keys).downstream().resolve(graph) if keys else set()
+    # The dictionary page documents what the views are (forms, languages, columns), not their
+    # rows, and takes seconds to write: it follows the runs of every view (keepalive, new forms).
+    return [key for key in views if key in closure and key != DICTIONARY_PAGE_KEY]
+
+
+def metadata_text(value: Any) -> str:
+    return EVERY_DOC if value is None else str(getattr(value, "value", value))
+
+
 def views_upstream_missing(context: dg.SensorEvaluationContext, views: list[dg.AssetKey]) -> bool:
     """Whether a view-layer asset the views read, outside the run (a function, a root use view),
     was never built: on a first start the automation builds those, and the views after them."""
@@ -199,7 +257,9 @@ def update_seq_sensor(dbs: tuple[str, ...], interval_seconds: int) -> dg.SensorD
             "that follow it in the same run."
         ),
     )
-    def couchdb_update_seq(context: dg.SensorEvaluationContext, couchdb: CouchDBResource) -> dg.SensorResult:
+    def couchdb_update_seq(
+        context: dg.SensorEvaluationContext, couchdb: CouchDBResource, postgres: PostgresResource
+    ) -> dg.SensorResult:
         before, due = read_cursor(context.cursor)
         after = dict(before)
         requests: list[dg.RunRequest] = []
@@ -223,7 +283,7 @@ def update_seq_sensor(dbs: tuple[str, ...], interval_seconds: int) -> dg.SensorD
             seq = seq_text(info.get("update_seq"))
             if seq == before.get(db):
                 continue
-            selection = [raw_asset_key(db)]
+            selection, tags = [raw_asset_key(db)], {DB_TAG: db}
             views = views_downstream(context, selection)
             views_busy = views_busy or bool(views and unfinished_runs(context.instance, views))
             if views and views_busy:
@@ -236,9 +296,11 @@ def update_seq_sensor(dbs: tuple[str, ...], interval_seconds: int) -> dg.SensorD
                 due.add(db)
             elif views and not views_upstream_missing(context, views):
                 views_busy = True
-                selection += views
+                reached = views_reached(context, couchdb, postgres, db, before.get(db), views)
+                selection += views if reached is None else reached
+                tags = tags if reached is None else {**tags, REACHED_TAG: "true"}
                 due.discard(db)
-            requests.append(run_request(context, f"{db}@{seq}", selection, {DB_TAG: db}))
+            requests.append(run_request(context, f"{db}@{seq}", selection, tags))
             events.append(observation(db, seq, info))
             after[db] = seq
         for db in sorted(due):

@@ -20,7 +20,7 @@ import dagster as dg
 
 from cht_assets.defs import checks
 from cht_assets.defs.dictionary import FORM_DICTIONARY_KEY
-from cht_assets.defs.raw import raw_asset_key
+from cht_assets.defs.raw import RAW_DOCS_METADATA, raw_asset_key
 from cht_assets.defs.resources import PostgresResource
 from cht_assets.replica.schema import relation_sources
 from cht_assets.settings import load_settings
@@ -35,6 +35,7 @@ from cht_assets.warehouse.catalog import (
     refresh_entry,
 )
 from cht_assets.warehouse.comments import RelationComments, apply_comments
+from cht_assets.warehouse.reach import raw_docs_filter
 from cht_assets.warehouse.refresh import RefreshResult
 from cht_assets.warehouse.state import ensure_meta_schema
 
@@ -132,6 +133,7 @@ def asset_spec(catalog: ViewCatalog, entry: CatalogEntry, dbs: Sequence[str]) ->
             "dagster/table_name": f"{entry.schema}.{obj.name}",
             "materialized": obj.kind,
             "dagster/code_references": code_reference(obj.path),
+            **({RAW_DOCS_METADATA: raw_docs} if (raw_docs := raw_docs_filter(obj)) else {}),
         },
     )
 

@@ -364,6 +364,7 @@ def formview_entries(layouts: Sequence[FormviewLayout]) -> list[CatalogEntry]:
             "doc_key": spec.doc_key,
             "description": spec.description,
             "cast_check": "true",
+            "raw_docs": f"doc ->> 'type' = 'data_record' AND doc ->> 'form' = {quote_literal(spec.form_id)}",
         }
         template = SqlObject.from_sql(spec.view, built.sql, layer=FORMVIEW_LAYER, config=config)
         entries.append(CatalogEntry(template, partial(build_current_formview, spec=spec)))

@@ -1,4 +1,5 @@
 -- materialized: incremental
+-- raw_docs: doc ->> 'type' = 'data_record'
 -- unique_key: uuid
 -- indexes: saved_timestamp; reported; from_phone; form; patient_id; contact_uuid, reported; parent_uuid; grandparent_uuid
 -- description: cht-pipeline 2.0's data_record: every live report (app form or SMS), with its form, sender's phone, the patient and place it is about (top level, else in `fields`), and the submitter with the submitter's parent and grandparent as the report stored them. `reported` is `reported_date` to the whole second, as cht-pipeline computes it (NULL when it is not a number).

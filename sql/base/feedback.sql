@@ -1,4 +1,5 @@
 -- materialized: incremental
+-- raw_docs: doc ->> 'type' = 'feedback'
 -- unique_key: uuid
 -- indexes: saved_timestamp; period_start; user_name
 -- description: cht-pipeline 2.0's feedback: every live feedback doc (errors and user feedback from the app), as cht-couch2pg's useview_feedback with the doc's saved_timestamp.

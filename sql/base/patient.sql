@@ -1,4 +1,5 @@
 -- materialized: incremental
+-- raw_docs: doc ->> 'type' IN ('contact', 'clinic', 'district_hospital', 'health_center', 'person')
 -- unique_key: uuid
 -- indexes: saved_timestamp; patient_id
 -- rebuild_on_change: SELECT t.id FROM contact_type AS t WHERE t.person ORDER BY t.id

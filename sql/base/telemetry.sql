@@ -1,4 +1,5 @@
 -- materialized: incremental
+-- raw_docs: doc ->> 'type' = 'telemetry'
 -- unique_key: uuid
 -- indexes: saved_timestamp; period_start; user_name; app_version
 -- description: cht-pipeline 2.0's telemetry: every live telemetry doc, with the first day it covers (midnight UTC; months counted from 0 by apps older than 3.8.0; NULL when not a date, where cht-pipeline fails the run), user, app version, boot times and local doc count.

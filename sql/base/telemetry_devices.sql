@@ -1,4 +1,5 @@
 -- materialized: incremental
+-- raw_docs: doc ->> 'type' = 'telemetry'
 -- unique_key: uuid
 -- indexes: saved_timestamp; period_start; android_version
 -- description: cht-pipeline 2.0's telemetry_devices: the device of every live telemetry doc (one row per doc, not per device): manufacturer, model, user agent, CHT Android and Android versions, storage and network speeds.

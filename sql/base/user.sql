@@ -1,4 +1,5 @@
 -- materialized: incremental
+-- raw_docs: doc ->> 'type' = 'user-settings'
 -- unique_key: user_id
 -- indexes: saved_timestamp
 -- description: cht-pipeline 2.0's user (quote it: "user"): every live `user-settings` doc, with the user's contact (`contact_id`, else `facility_id`), language and roles (the JSON text of the array).

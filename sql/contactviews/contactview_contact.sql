@@ -1,4 +1,5 @@
 -- materialized: incremental
+-- raw_docs: doc ->> 'type' IN ('contact', 'clinic', 'district_hospital', 'health_center', 'person')
 -- unique_key: uuid
 -- indexes: parent_uuid; contact_type
 -- references: parent_uuid -> contactview_contact.uuid

@@ -1,4 +1,5 @@
 -- materialized: incremental
+-- raw_docs: doc ->> 'type' IN ('contact', 'clinic', 'district_hospital', 'health_center', 'person')
 -- unique_key: uuid
 -- indexes: contact_uuid; parent_uuid; type
 -- description: Every person and place (cht-couch2pg's contactview_metadata).

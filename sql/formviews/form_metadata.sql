@@ -1,4 +1,5 @@
 -- materialized: incremental
+-- raw_docs: doc ->> 'type' = 'data_record'
 -- unique_key: uuid
 -- indexes: chw; reported; formname
 -- xform_check: true

@@ -1,4 +1,5 @@
 -- materialized: incremental
+-- raw_docs: doc ->> 'type' = 'feedback'
 -- unique_key: uuid
 -- indexes: period_start, user_name
 -- description: Feedback docs (errors and user feedback from the app) (cht-couch2pg).

@@ -1,4 +1,5 @@
 -- materialized: incremental
+-- raw_docs: doc ->> 'type' = 'target' OR _id = 'settings'
 -- unique_key: uuid
 -- doc_key: target_doc_uuid
 -- indexes: target_doc_uuid; chw_uuid; user_name; month; target_id; health_center_uuid

@@ -1,4 +1,5 @@
 -- materialized: incremental
+-- raw_docs: doc ->> 'type' IN ('task', 'user-settings')
 -- unique_key: uuid
 -- indexes: user_name, state_at; month; owner_uuid; chw_uuid
 -- gin_indexes: area_uuids

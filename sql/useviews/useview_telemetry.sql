@@ -1,4 +1,5 @@
 -- materialized: incremental
+-- raw_docs: doc ->> 'type' = 'telemetry'
 -- unique_key: uuid
 -- indexes: period_start, user_name; user_name, period_start
 -- description: One row per telemetry doc: period, user, app version, boot times (cht-couch2pg).

@@ -1,4 +1,5 @@
 -- materialized: incremental
+-- raw_docs: doc ->> 'type' = 'telemetry'
 -- unique_key: telemetry_doc_id, metric
 -- doc_key: telemetry_doc_id
 -- indexes: period_start; device_id; user_name

@@ -4,7 +4,10 @@ object still equals its SQL run afresh. On generated data and on the real CHT sa
 
 from __future__ import annotations
 
+import importlib
+import json
 import re
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +17,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from cht_assets.couch.client import CouchClient
+from cht_assets.defs.sensors import UPDATE_SEQ_SENSOR, seq_text
 from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, load_deployment
 from cht_assets.replica.schema import ensure_raw_schema
@@ -30,6 +35,7 @@ from tests.integration.pipeline import (
     new_empty_deployment,
 )
 from tests.integration.test_activity_views import deploy, sample_docs, with_target_definitions
+from tests.support.dagster import dagster_instance
 
 SQL_ROOT = Path(__file__).resolve().parents[2] / "sql"
 ROLLUPS = ("useview_population", "useview_chw_activity")
@@ -105,8 +111,8 @@ def differs_from_its_sql(pg_url: str, name: str) -> int:
     sql = path.read_text(encoding="utf-8")
     with psycopg.connect(pg_url) as conn:
         return conn.execute(
-            f"SELECT (SELECT count(*) FROM (TABLE {name} EXCEPT ALL SELECT * FROM ({sql}) AS a) AS x)"
-            f" + (SELECT count(*) FROM (SELECT * FROM ({sql}) AS b EXCEPT ALL TABLE {name}) AS y)"
+            f'SELECT (SELECT count(*) FROM (TABLE "{name}" EXCEPT ALL SELECT * FROM ({sql}) AS a) AS x)'
+            f' + (SELECT count(*) FROM (SELECT * FROM ({sql}) AS b EXCEPT ALL TABLE "{name}") AS y)'
         ).fetchone()[0]
 
 
@@ -159,6 +165,156 @@ def edit(deployment: Deployment, pick, change) -> dict:
 
 def test_raw_docs_filters_cover_what_their_objects_read(generated: Deployment) -> None:
     assert_raw_docs_cover_what_they_read(generated.pg_url)
+
+
+def seqs_now(deployment: Deployment) -> dict[str, str]:
+    return {
+        db: seq_text(CouchClient(deployment.couch_url, db).db_info()["update_seq"]) for db in deployment.dbs
+    }
+
+
+def code_location() -> dg.Definitions:
+    """The code location as `dagster dev` loads it now (formviews of the forms synced)."""
+    sys.modules.pop("cht_assets.definitions", None)
+    try:
+        return importlib.import_module("cht_assets.definitions").defs
+    finally:
+        sys.modules.pop("cht_assets.definitions", None)
+
+
+def sensor_run(
+    defs: dg.Definitions, deployment: Deployment, seen: dict[str, str]
+) -> tuple[list[dg.AssetKey], set[str]]:
+    """The update_seq sensor evaluated on the changes after `seen` (its cursor), then its runs
+    executed as the daemon would. The assets of those runs, and the view-layer objects the
+    automation then asks for (as it would on its next tick): none, the sensor's run held every
+    one the changes reach."""
+    views = [
+        key for key in defs.resolve_asset_graph().materializable_asset_keys if key.path[0] in VIEW_LAYERS
+    ]
+    with dagster_instance() as instance:
+        ticked = built_and_ticked(defs, instance)
+        with dg.build_sensor_context(
+            instance=instance, definitions=defs, cursor=json.dumps(seen), resources=deployment.resources()
+        ) as context:
+            result = defs.resolve_sensor_def(UPDATE_SEQ_SENSOR).evaluate_tick(context)
+        assert result.run_requests, "the sensor saw the change"
+        job = defs.resolve_implicit_global_asset_job_def()
+        for request in result.run_requests:
+            run = job.execute_in_process(
+                instance=instance, asset_selection=request.asset_selection, tags=request.tags
+            )
+            assert run.success
+        automation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=ticked)
+    followed = {key.path[-1] for key in views if automation.get_num_requested(key)}
+    return [key for request in result.run_requests for key in request.asset_selection], followed
+
+
+def built_and_ticked(defs: dg.Definitions, instance: dg.DagsterInstance) -> str:
+    """The replicas, views and dictionary recorded as built (the warehouse has them), and the automation's
+    cursor after a first tick."""
+    for key in defs.resolve_asset_graph().materializable_asset_keys:
+        if key.path[0] in VIEW_LAYERS | {"raw", "dictionary"}:
+            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    return dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
+
+
+def tables() -> list[str]:
+    """The objects of sql/ kept as tables (incremental, or rebuilt in full)."""
+    return [
+        path.stem
+        for path in sorted(SQL_ROOT.glob("*/*.sql"))
+        if SqlObject.from_sql(path.stem, path.read_text(encoding="utf-8"), layer=path.parent.name).kind
+        in ("incremental", "table")
+    ]
+
+
+def assert_the_sensor_run_suffices(
+    defs: dg.Definitions, deployment: Deployment, change, *, versions_too: bool = False
+) -> set[str]:
+    """`change` made in CouchDB, the update_seq sensor's run alone (its views picked from the
+    changed docs before the replication) leaves every table equal to its SQL run afresh.
+    `versions_too`: a refresh of everything after it moves no object downstream of a replica
+    that the sensor's run left out (their data versions; not for a delete, which moves every
+    `raw_docs` filter's version, rows or not). Returns the objects of the sensor's run."""
+    seen, before = seqs_now(deployment), stored_versions(deployment.pg_url)
+    change()
+    keys, followed = sensor_run(defs, deployment, seen)
+    assert not followed, f"the automation follows the sensor's run with {sorted(followed)}"
+    selected = {key.path[-1] for key in keys if key.path[0] in VIEW_LAYERS}
+    for name in tables():
+        assert differs_from_its_sql(deployment.pg_url, name) == 0, name
+    if versions_too:
+        graph = defs.resolve_asset_graph()
+        raw = [key for key in graph.materializable_asset_keys if key.path[0] == "raw"]
+        sensors_own = {key.path[-1] for key in dg.AssetSelection.assets(*raw).downstream().resolve(graph)}
+        after = versions(materialize(deployment))
+        moved = {name for name in after if after[name] != before.get(name)} & sensors_own
+        assert moved <= selected, sorted(moved - selected)
+    return selected
+
+
+def test_the_sensor_refreshes_what_a_change_moves_and_not_the_rest(
+    generated: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report, a person, a place renamed, a report deleted, a task and a user's settings: the
+    update_seq sensor's run holds what each change moves, and the automation does not follow it
+    with the rest; a report leaves the contacts, the users' docs and the translations out, a
+    person the reports. A replica updated by another run (a keepalive) has the views follow."""
+    monkeypatch.setenv("KEEPALIVE_MINUTES", "0")  # no keepalive tick between two evaluations
+    defs = code_location()
+    is_report = lambda d: d.get("type") == "data_record" and d.get("form") == "pregnancy"  # noqa: E731
+    selected = assert_the_sensor_run_suffices(
+        defs,
+        generated,
+        lambda: edit(generated, is_report, lambda d: d.update(reported_date=d["reported_date"] + 1)),
+        versions_too=True,
+    )
+    assert {"data_record", "formview_pregnancy", "useview_pregnancy", "useview_chw_activity"} <= selected
+    assert not selected & {
+        "contact", "contactview_contact", "contactview_hierarchy", "useview_population", "user",
+        "useview_translation", "formview_delivery", "useview_task", "telemetry",
+    }, selected  # fmt: skip
+    selected = assert_the_sensor_run_suffices(
+        defs,
+        generated,
+        lambda: edit(
+            generated,
+            lambda d: d.get("type") == "person" and d.get("sex") == "female",
+            lambda d: d.update(sex="male"),
+        ),
+        versions_too=True,
+    )
+    assert {"contact", "contactview_hierarchy", "useview_population"} <= selected
+    assert not selected & {"formview_pregnancy", "data_record", "telemetry"}
+
+    def rename_a_place_and_delete_a_report() -> None:
+        edit(generated, lambda d: d.get("type") == "health_center", lambda d: d.update(name=f"{d['name']} 2"))
+        doc = next(d for d in generated.docs() if is_report(d))
+        generated.client().bulk_docs([{"_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True}])
+
+    assert_the_sensor_run_suffices(defs, generated, rename_a_place_and_delete_a_report)
+
+    def edit_a_task_and_a_user() -> None:
+        for kind in ("task", "user-settings"):
+            edit(generated, lambda d, kind=kind: d.get("type") == kind, lambda d: d.update(edited=1))
+
+    assert_the_sensor_run_suffices(defs, generated, edit_a_task_and_a_user)
+
+    graph = defs.resolve_asset_graph()
+    medic = next(key for key in graph.materializable_asset_keys if key.path == ["raw", generated.prefix])
+    with dagster_instance() as instance:
+        ticked = built_and_ticked(defs, instance)
+        assert (
+            defs.resolve_implicit_global_asset_job_def()
+            .execute_in_process(instance=instance, asset_selection=[medic])
+            .success
+        )
+        automation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=ticked)
+        assert automation.get_num_requested(dg.AssetKey(["base", "contact"]))
+    # Every object refreshed, as the other tests expect the deployment (and as the keepalive does):
+    # a delete moves the `raw_docs` filters of those the sensor's run left alone.
+    assert_all_passed(materialize(generated))
 
 
 def test_a_refresh_with_nothing_changed_rebuilds_nothing_and_carries_the_checks(

@@ -32,13 +32,16 @@ def source(couch_db: CouchClient, monkeypatch: pytest.MonkeyPatch) -> CouchClien
 
 
 def tick(sensor: dg.SensorDefinition, defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=instance,
         definitions=defs,
         cursor=cursor,
-        resources={"couchdb": CouchDBResource(url=defs.resources["couchdb"].url)},
-    )
-    return sensor.evaluate_tick(context)
+        resources={
+            "couchdb": CouchDBResource(url=defs.resources["couchdb"].url),
+            "postgres": PostgresResource(),
+        },
+    ) as context:
+        return sensor.evaluate_tick(context)
 
 
 def test_a_moved_update_seq_requests_one_replication_per_seq(source: CouchClient) -> None:
@@ -136,25 +139,23 @@ def test_the_views_join_one_replication_run_superset_and_waiting_views_do_not(
         return {graph.get(key).group_name for key in request.asset_selection}
 
     with dagster_instance() as instance:
-        context = dg.build_sensor_context(
-            instance=instance, definitions=defs, resources={"couchdb": CouchDBResource(url=source.server_url)}
-        )
+
+        def tick(cursor: str | None) -> dg.SensorExecutionData:
+            with dg.build_sensor_context(
+                instance=instance,
+                definitions=defs,
+                cursor=cursor,
+                resources={"couchdb": CouchDBResource(url=source.server_url), "postgres": PostgresResource()},
+            ) as context:
+                return sensor.evaluate_tick(context)
+
         # A first start: the functions the views read were never built. The replicas run alone
         # and the automation builds the views once their upstream exists.
-        fresh = sensor.evaluate_tick(context)
+        fresh = tick(None)
         assert [r.asset_selection for r in fresh.run_requests] == [
             [raw_asset_key(source.db)],
             [raw_asset_key(other)],
         ]
-
-        def tick(cursor: str | None) -> dg.SensorExecutionData:
-            context = dg.build_sensor_context(
-                instance=instance,
-                definitions=defs,
-                cursor=cursor,
-                resources={"couchdb": CouchDBResource(url=source.server_url)},
-            )
-            return sensor.evaluate_tick(context)
 
         # The automation's first views run in progress when a database moves: replicated alone,
         # its views due; that run over with their upstream still missing, they are no longer
