@@ -35,10 +35,9 @@ def changed_rows(source: str, changes: Sequence[Mapping[str, Any]]) -> list[dict
     """`_changes` rows (with include_docs) as the replica's columns hold them."""
     rows = []
     for change in changes:
-        doc = change.get("doc") or {"_id": change["id"], "_deleted": bool(change.get("deleted"))}
-        rows.append(
-            {"source": source, "_id": change["id"], "_deleted": bool(change.get("deleted")), "doc": doc}
-        )
+        deleted = bool(change.get("deleted"))
+        doc = change.get("doc") or {"_id": change["id"], "_deleted": deleted}
+        rows.append({"source": source, "_id": change["id"], "_deleted": deleted, "doc": doc})
     return rows
 
 

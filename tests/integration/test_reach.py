@@ -74,3 +74,10 @@ def test_other_databases_and_no_changes_reach_only_what_reads_every_doc(conn: ps
         "document_metadata"
     }
     assert objects_reached(conn, "medic", [], FILTERS) == set()
+
+
+def test_before_the_first_sync_only_the_changed_docs_count(pg_url: str) -> None:
+    """An empty warehouse (no replica yet): the filters run over the changed docs alone."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        reached = objects_reached(conn, "medic", [change("p9", {"type": "person"})], FILTERS)
+    assert reached == {"contact", "document_metadata"}
