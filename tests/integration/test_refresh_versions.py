@@ -445,6 +445,15 @@ def test_on_the_real_cht_samples_a_report_edited_leaves_the_contacts_alone(
     assert modes(result)["useview_population"] == "unchanged"
     for name in ROLLUPS:
         assert differs_from_its_sql(deployment.pg_url, name) == 0, name
+    # The same through the update_seq sensor, on a deployment that lacks the maternal forms.
+    monkeypatch.setenv("KEEPALIVE_MINUTES", "0")
+    selected = assert_the_sensor_run_suffices(
+        code_location(),
+        deployment,
+        lambda: edit(deployment, lambda d: d["_id"] == report["_id"], lambda d: d.update(reported_date=1)),
+        versions_too=True,
+    )
+    assert "form_metadata" in selected and "contact" not in selected, selected
 
 
 def test_on_a_new_warehouse_the_filtered_function_moves_with_the_settings_doc_only(pg_url: str) -> None:
