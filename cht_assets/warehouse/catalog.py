@@ -31,6 +31,7 @@ from cht_assets.replica.forms import FormDoc, couchdb_forms, stored_forms
 from cht_assets.replica.schema import RAW_RELATIONS
 from cht_assets.settings import Settings
 from cht_assets.sqlgraph import SqlGraph, SqlObject, load_sql_dir
+from cht_assets.sqlgraph.errors import SqlGraphError
 from cht_assets.sqlgraph.files import SqlFile, read_sql_dir
 from cht_assets.sqlgraph.model import code_version
 from cht_assets.sqlnames import quote_ident, quote_literal
@@ -58,7 +59,7 @@ from cht_assets.warehouse.hierarchy import (
     hierarchy_select,
     place_types,
 )
-from cht_assets.warehouse.refresh import Buildable, RefreshResult, refresh, relation_kind
+from cht_assets.warehouse.refresh import Buildable, GroupRewrite, RefreshResult, refresh, relation_kind
 from cht_assets.warehouse.state import META_RELATIONS
 from cht_assets.warehouse.useinputs import (
     UseInput,
@@ -78,6 +79,8 @@ HIERARCHY_INPUTS = frozenset({"contactview_contact", "contactview_contact_type"}
 LANGUAGE_FUNCTION = "dashboard_language"
 FORMVIEW_NAME = re.compile(r"\bformview_[a-z0-9_]+\b")
 LANGUAGE_CALL = re.compile(rf"\b{LANGUAGE_FUNCTION}\s*\(")
+# `-- rewrite_by: chw_uuid = form_metadata.chw by uuid, reports counts rows` (GroupRewrite)
+REWRITE_BY = re.compile(r"^(\w+)\s*=\s*(\w+)\.(\w+)\s+by\s+(\w+)\s*,\s*(\w+)\s+counts\s+rows$")
 # The data dictionary's tables (written by the dictionary asset, not by the catalog).
 DICTIONARY_RELATIONS: dict[str, tuple[str, ...]] = {CHOICES_TABLE: CHOICE_COLUMNS}
 # Relations the SQL may read that no SQL file defines, with their columns.
@@ -164,6 +167,7 @@ class ViewCatalog:
 def static_entry(obj: SqlObject, descriptions: Mapping[str, str] | None = None) -> CatalogEntry:
     """A hand-written object (or one generated once, when the catalog is made); its column
     descriptions from `descriptions`, else from its `.columns.yaml`."""
+    rewrite = group_rewrite(obj)
     built = Buildable(
         name=obj.name,
         layer=obj.layer,
@@ -171,7 +175,7 @@ def static_entry(obj: SqlObject, descriptions: Mapping[str, str] | None = None) 
         sql=obj.sql,
         code_version=obj.code_version,
         unique_key=obj.unique_key or ("uuid",),
-        doc_key=obj.config.get("doc_key", (obj.unique_key or ("uuid",))[0]),
+        doc_key=rewrite.column if rewrite else obj.config.get("doc_key", (obj.unique_key or ("uuid",))[0]),
         indexes=obj.indexes,
         # `-- affected_sql: SELECT <doc key> FROM {table} WHERE … %s …`: the rows an incremental
         # refresh also rewrites for the changed doc ids bound as %s (docs the rows read but are
@@ -180,6 +184,7 @@ def static_entry(obj: SqlObject, descriptions: Mapping[str, str] | None = None) 
         gin_indexes=obj.gin_indexes,
         versioned_by_rows=obj.kind == "view" and obj.config.get("data_version") == "rows",
         raw_docs=obj.config.get("raw_docs", ""),
+        rewrite=rewrite,
         description=obj.description,
         column_descriptions=read_column_descriptions(obj) if descriptions is None else descriptions,
     )
@@ -187,6 +192,22 @@ def static_entry(obj: SqlObject, descriptions: Mapping[str, str] | None = None) 
     if version_sql:
         return CatalogEntry(obj, partial(versioned_by_data, built, version_sql))
     return CatalogEntry(obj, lambda conn: built)
+
+
+def group_rewrite(obj: SqlObject) -> GroupRewrite | None:
+    """The object's `-- rewrite_by:` header: a rollup (`materialized: table`) of a relation it reads."""
+    text = obj.config.get("rewrite_by")
+    if text is None:
+        return None
+    match = REWRITE_BY.match(text)
+    if not match or obj.kind != "table" or match[2] not in obj.depends_on:
+        raise SqlGraphError(
+            obj.path,
+            None,
+            "rewrite_by: expected `<column> = <relation read>.<column> by <its doc key>, <column> "
+            f"counts rows` on a `materialized: table`; got {text!r}",
+        )
+    return GroupRewrite(*match.groups())
 
 
 def versioned_by_data(built: Buildable, version_sql: str, conn: psycopg.Connection) -> Buildable:

@@ -14,6 +14,7 @@ Declared by the object's SQL header and by an optional `<name>.checks.yaml` next
         severity: error            # error (default) | warn
         description: Reports per week and form equal the reports in form_metadata.
         recheck: hourly            # every refresh (default) | hourly: see below
+        scope: uuid                # with hourly: see below
         sql: |
           SELECT ... -- one row per mismatch
 
@@ -33,7 +34,14 @@ A reconciliation of an incremental table with the raw docs it is built from (`re
 repeats, over the whole table, what the parity check does for each refresh's changes: after an
 incremental refresh it carries a passing finding (same check, same object code) for at most
 CARRY_AT_MOST even though the rows moved, so a report does not cost a scan of every document;
-a failing one, or one after a rebuild, is made again every time.
+a failing one, or one after a rebuild, is made again every time. One with a `scope` column
+(a reference from the rows to other docs, which no parity check covers) is not carried but
+run, between the hourly whole-table runs, over the rows the refresh rewrote only (the query's
+rows whose `scope` column holds their doc keys): a new report's broken reference shows at
+once, one that breaks elsewhere (the contact deleted) within the hour.
+
+A rollup kept by groups (`-- rewrite_by:`, cht_assets.warehouse.refresh.GroupRewrite) counts as
+incremental here: its rewritten groups are its rewritten rows.
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -61,7 +69,7 @@ from cht_assets.warehouse.versions import RAW_DOCS, digest, inputs_version
 REFERENCE = re.compile(r"^\s*(\w+)\s*->\s*(\w+)\.(\w+)\s*$")
 CHECK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 CHECKS_SUFFIX = ".checks.yaml"
-RECONCILIATION_KEYS = {"severity", "description", "sql", "recheck"}
+RECONCILIATION_KEYS = {"severity", "description", "sql", "recheck", "scope"}
 RECHECKS = ("every refresh", "hourly")
 # A finding is carried at most this long: a check runs again within it whatever moved.
 CARRY_AT_MOST = timedelta(hours=1)
@@ -89,6 +97,7 @@ class Check:
     scoped: bool = False
     sql: str = ""
     hourly: bool = False  # `recheck: hourly`: a passing finding rolls over incremental refreshes
+    scope: str = ""  # with hourly: between whole-table runs, run over the rewritten rows only
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,7 @@ class Reconciliation:
     description: str
     sql: str
     hourly: bool = False
+    scope: str = ""
 
 
 def references(obj: SqlObject) -> list[tuple[str, str, str]]:
@@ -144,12 +154,18 @@ def reconciliation(path: Path, name: object, entry: object) -> Reconciliation:
         raise SqlGraphError(
             path, None, f"check {name}: recheck must be one of {list(RECHECKS)}; got {recheck!r}"
         )
+    scope = entry.get("scope", "")
+    if scope and (recheck != "hourly" or not isinstance(scope, str) or not CHECK_NAME.match(scope)):
+        raise SqlGraphError(
+            path, None, f"check {name}: scope names a column of the query's rows, with recheck: hourly"
+        )
     return Reconciliation(
         name,
         Severity(severity),
         str(entry.get("description", "")),
         entry["sql"].strip().rstrip(";"),
         hourly=recheck == "hourly",
+        scope=scope,
     )
 
 
@@ -225,6 +241,7 @@ def reconciliation_check(item: Reconciliation) -> Check:
         reads=relations_read(item.sql),
         sql=item.sql,
         hourly=item.hourly,
+        scope=item.scope,
     )
 
 
@@ -285,7 +302,7 @@ def carries(
         return False
     if version is not None and stored.inputs_version == version:
         return not (check.scoped and result.rewritten_ids is not None)  # cheap: look at the changes
-    return rolls(check, obj, result, stored)
+    return rolls(check, obj, result, stored) and not check.scope
 
 
 def rolls(check: Check, obj: SqlObject, result: RefreshResult, stored: StoredFinding) -> bool:
@@ -293,7 +310,7 @@ def rolls(check: Check, obj: SqlObject, result: RefreshResult, stored: StoredFin
     (whose changes its parity check looked at)."""
     return (
         check.hourly
-        and obj.kind == "incremental"
+        and (obj.kind == "incremental" or "rewrite_by" in obj.config)
         and result.rewritten_ids is not None
         and stored.count == 0
         and stored.check_version == check_version(obj, check)
@@ -316,6 +333,10 @@ def run_checks(
         if carries(check, obj, result, prior, version, now):
             finding = quality.Finding(prior.count, prior.examples, prior.details)
             outcomes.append(Outcome(check, finding, prior.checked_at, carried=True))
+        elif check.scope and carries(replace(check, scope=""), obj, result, prior, version, now):
+            finding = quality.zero_rows(conn, check.sql, (check.scope, result.rewritten_ids or ()))
+            # Passing, it stands on the last whole-table run, whose time brings the next one.
+            outcomes.append(Outcome(check, finding, prior.checked_at if not finding.count else now))
         else:
             outcomes.append(Outcome(check, check.run(conn, obj, built, result), now))
     save_findings(

@@ -144,11 +144,21 @@ def unreadable_forms(conn: psycopg.Connection) -> Finding:
     return Finding(len(problems), [f"{problem.doc_id}: {problem.error}" for problem in problems[:EXAMPLES]])
 
 
-def zero_rows(conn: psycopg.Connection, sql: str) -> Finding:
+def zero_rows(
+    conn: psycopg.Connection, sql: str, among: tuple[str, Sequence[str]] | None = None
+) -> Finding:
     """A reconciliation query that must return no rows: the rows it returns (as JSON) are the
-    failures. One statement: the query runs once."""
+    failures. One statement: the query runs once. `among` (column, keys): only its rows whose
+    column holds one of the keys (PostgreSQL pushes the condition into the query's scan)."""
+    params = None
+    if among is not None:
+        column, keys = among
+        sql = f"SELECT * FROM ({sql.replace('%', '%%')}) AS q WHERE q.{quote_ident(column)} = ANY(%(keys)s)"
+        params = {"keys": list(keys)}
     count, examples = conn.execute(
         f"WITH failing AS MATERIALIZED ({sql}) "
-        f"SELECT (SELECT count(*) FROM failing), ARRAY(SELECT to_jsonb(f)::text FROM failing AS f LIMIT {EXAMPLES})"
+        f"SELECT (SELECT count(*) FROM failing), ARRAY(SELECT to_jsonb(f)::text FROM failing AS f LIMIT {EXAMPLES})",
+        params,
     ).fetchone()
-    return Finding(count, examples)
+    details = {} if among is None else {"scoped_to_keys": len(among[1])}
+    return Finding(count, examples, details)

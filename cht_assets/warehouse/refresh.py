@@ -24,6 +24,22 @@ from cht_assets.warehouse.versions import (
 
 
 @dataclass(frozen=True)
+class GroupRewrite:
+    """`-- rewrite_by: chw_uuid = form_metadata.chw by uuid, reports counts rows`: a rollup of an
+    incremental table (`source`) whose rows are rewritten by group (`column`, the source's
+    `source_column`) when only the source moved: the groups of the source rows whose docs
+    (`source_key`: the raw doc `_id` of each row) changed. A report deleted or moved out of a
+    group leaves that group's rows behind: `counts`, summed over the rollup, must then equal
+    the source's row count, or the rollup is rebuilt in full."""
+
+    column: str
+    source: str
+    source_column: str
+    source_key: str
+    counts: str
+
+
+@dataclass(frozen=True)
 class Buildable:
     """One SQL object as the warehouse builds it. `sql` is a SELECT (view, incremental) or a
     CREATE FUNCTION statement. An incremental table's `doc_key` column holds the `_id` of the raw
@@ -52,6 +68,7 @@ class Buildable:
     # `-- raw_docs: <predicate over raw.couchdb_docs>`: the raw docs a view (or function, or
     # rollup) reads, all of them: it moves with those docs only (cht_assets.warehouse.versions).
     raw_docs: str = ""
+    rewrite: GroupRewrite | None = None  # a rollup kept by groups (`-- rewrite_by:`)
     schema: str = "public"  # BASE_SCHEMA may put the base models in a schema of their own
     description: str = ""  # COMMENT ON the relation (warehouse.comments)
     # column -> description: COMMENT ON COLUMN, Dagster's column schema, Superset's datasets
@@ -345,18 +362,77 @@ def refresh_table(
     """A rollup kept as a table (`materialized: table`): built again in full when what it reads
     moved (`inputs`, its inputs' version: any object upstream, and the date for age bands), as a
     view would compute it again on every read, in one transaction: readers keep the old rows
-    until commit. For rollups whose query costs a second where each chart of a view would."""
+    until commit. For rollups whose query costs a second where each chart of a view would. One
+    kept by groups (`obj.rewrite`) follows its source's changes group by group instead."""
     with conn.transaction():
         lock(conn, obj.name)
         relocate(conn, obj)
         state = read_state(conn, obj.name)
         built = built_from(state, obj) and relation_kind(conn, obj.name, obj.schema) == "r"
-        if built and inputs is not None and state.inputs_version == inputs and state.row_count is not None:
-            mode, rows, version = "unchanged", state.row_count, state.data_version or fresh_token()
+        unmoved = built and inputs is not None and state.inputs_version == inputs and state.row_count is not None
+        if obj.rewrite is not None:
+            # As of its source's last refresh: the changes after it are the source's next ones.
+            source = read_state(conn, obj.rewrite.source)
+            upto = source.change_seq if source is not None else upto
+        if unmoved and obj.rewrite is not None:
+            result = rewrite_groups(conn, obj, state, upto, dependents)
+        elif unmoved:
+            result = IncrementalResult("unchanged", state.row_count, data_version=state.data_version or fresh_token())
         else:
-            (mode, rows), version = rebuild_table(conn, obj, dependents), inputs or fresh_token()
-        save_built(conn, obj, upto, rows, version, inputs, seen)
-    return IncrementalResult(mode, rows, data_version=version)
+            mode, rows = rebuild_table(conn, obj, dependents)
+            version = fresh_token() if obj.rewrite is not None or inputs is None else inputs
+            result = IncrementalResult(mode, rows, data_version=version)
+        save_built(conn, obj, upto, result.rows, result.data_version, inputs, seen)
+    return result
+
+
+def rewrite_groups(
+    conn: psycopg.Connection, obj: Buildable, state: RefreshState, upto: int, dependents: Dependents
+) -> IncrementalResult:
+    """Rewrite the rollup's groups that hold the source rows of the docs changed since it was
+    built (up to `upto`); rebuilt in full when one of them has no group (NULL) or when a group
+    kept rows the source no longer has (its count column's sum is not the source's rows)."""
+    rewrite = obj.rewrite
+    assert rewrite is not None
+    ids = changed_doc_ids(conn, state.change_seq, upto)
+    kept = state.data_version or fresh_token()
+    if not ids:
+        return IncrementalResult("unchanged", state.row_count, (), (), kept)
+    source, table = quote_ident(rewrite.source), obj.qualified
+    groups = [
+        row[0]
+        for row in conn.execute(
+            f"SELECT DISTINCT {quote_ident(rewrite.source_column)} FROM {source} "
+            f"WHERE {quote_ident(rewrite.source_key)} = ANY(%s)",
+            (ids,),
+        )
+    ]
+    if None not in groups:
+        result = rewrite_rows(conn, obj, groups, state.row_count)
+        counted, rows = conn.execute(
+            f"SELECT (SELECT coalesce(sum({quote_ident(rewrite.counts)}), 0) FROM {table}), "
+            f"(SELECT count(*) FROM {source})"
+        ).fetchone()
+        if counted == rows:
+            version = fresh_token() if result.rewritten_ids else kept
+            mode = "incremental" if result.rewritten_ids else "unchanged"
+            return replace(result, mode=mode, changed_ids=tuple(ids), data_version=version)
+    mode, rows = rebuild_table(conn, obj, dependents)
+    return IncrementalResult(mode, rows, data_version=fresh_token())
+
+
+def table_inputs(
+    conn: psycopg.Connection, obj: Buildable, reads: Sequence[str], raw_seq: int
+) -> str | None:
+    """The version of what a view, function or rollup reads. A rollup kept by groups leaves its
+    source out (followed by changes) but not the source's code: a source rebuilt by new code
+    may differ in every row."""
+    code = obj.code_version
+    if obj.rewrite is not None:
+        source = read_state(conn, obj.rewrite.source)
+        code = digest([code, source.code_version if source is not None else ""])
+        reads = [name for name in reads if name != obj.rewrite.source]
+    return inputs_version(conn, code, reads, [obj.sql], raw_seq, daily=obj.kind == "table")
 
 
 def rows_version(conn: psycopg.Connection, obj: Buildable) -> str:
@@ -384,7 +460,7 @@ def refresh(
     inputs = None
     if obj.kind != "incremental":
         raw_seq = upto if seen is None else seen
-        inputs = inputs_version(conn, obj.code_version, reads, [obj.sql], raw_seq, daily=obj.kind == "table")
+        inputs = table_inputs(conn, obj, reads, raw_seq)
     version = inputs or fresh_token()
     if obj.kind == "function":
         mode, version = refresh_function(conn, obj), inputs or digest([obj.code_version, obj.schema])

@@ -1,7 +1,8 @@
 -- materialized: table
 -- unique_key: chw_uuid, week, form
 -- nullable_key: chw_uuid, week
--- description: Reports per CHW (submitter) per week per form, with the form's title in words (useview_form_label: in the dashboards' language; the form id when the deployment has no such form doc) and the CHW's place hierarchy.
+-- rewrite_by: chw_uuid = form_metadata.chw by uuid, reports counts rows
+-- description: Reports per CHW (submitter) per week per form, with the form's title in words (useview_form_label: in the dashboards' language; the form id when the deployment has no such form doc) and the CHW's place hierarchy. Kept by CHW: a changed report rewrites its CHW's rows (a new day, another form label or a changed hierarchy rebuilds it).
 WITH weekly AS (
   SELECT chw, date_trunc('week', reported)::date AS week, formname, count(*)::integer AS reports
   FROM form_metadata

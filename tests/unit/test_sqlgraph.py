@@ -32,7 +32,8 @@ from cht_assets.warehouse.checks import (
     declared_checks,
     reconciliations,
 )
-from cht_assets.warehouse.refresh import RefreshResult
+from cht_assets.warehouse.catalog import static_entry
+from cht_assets.warehouse.refresh import GroupRewrite, RefreshResult
 from cht_assets.warehouse.state import StoredFinding
 
 RAW_DOCS_COLUMNS = ("source", "_id", "_rev", "_deleted", "_conflicts", "saved_timestamp", "doc")
@@ -831,3 +832,52 @@ def test_every_view_layer_asset_of_the_code_location_has_a_check(monkeypatch: py
     waiting = ["useview_death", "useview_delivery", "useview_pregnancy"]
     waiting += ["useinput_death_report", "useinput_delivery_report", "useinput_pregnancy_registration"]
     assert sorted(unchecked([])[1]) == sorted(f"useviews/{name}" for name in waiting)
+
+
+def test_a_scoped_reconciliation_runs_over_the_rewritten_rows_between_hourly_whole_runs(
+    tmp_path: Path,
+) -> None:
+    scoped = "refs:\n  severity: warn\n  recheck: hourly\n  scope: uuid\n  sql: SELECT uuid FROM t WHERE false\n"
+    write(
+        tmp_path,
+        {
+            "base/t.sql": "-- materialized: incremental\n-- unique_key: uuid\nSELECT uuid FROM src\n",
+            "base/t.checks.yaml": scoped,
+        },
+    )
+    obj = file_object(tmp_path / "base/t.sql")
+    check = declared_checks(obj)[2]
+    assert (check.hourly, check.scope) == (True, "uuid")
+    now = datetime.now(UTC)
+    passed = StoredFinding("older rows", 0, [], {}, now - timedelta(minutes=5), check_version(obj, check))
+    incremental = RefreshResult("t", "incremental", 3, 10, 0.1, ("a",), ("a",), "new rows")
+    # Not carried over the rows that moved: run_checks runs it over them (the rest: integration).
+    assert not carries(check, obj, incremental, passed, "new rows", now)
+    assert carries(replace(check, scope=""), obj, incremental, passed, "new rows", now)
+    assert carries(check, obj, incremental, passed, "older rows", now), "nothing moved: carried"
+    (tmp_path / "base/t.checks.yaml").write_text(scoped.replace("  recheck: hourly\n", ""))
+    with pytest.raises(SqlGraphError, match="scope names a column of the query's rows, with recheck: hourly"):
+        declared_checks(obj)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "chw_uuid = form_metadata.chw",  # no doc key, no count
+        "chw_uuid = other.chw by uuid, reports counts rows",  # a relation it does not read
+    ],
+)
+def test_a_rollup_kept_by_groups_names_a_relation_it_reads_its_doc_key_and_its_count(
+    tmp_path: Path, header: str
+) -> None:
+    text = (
+        "-- materialized: table\n-- unique_key: chw_uuid\n-- rewrite_by: chw_uuid = form_metadata.chw by uuid, "
+        "reports counts rows\nSELECT chw AS chw_uuid, count(*) AS reports FROM form_metadata GROUP BY chw\n"
+    )
+    graph = load(tmp_path, {"base/form_metadata.sql": "SELECT 'a' AS uuid, 'b' AS chw\n", "useviews/t.sql": text})
+    rewrite = static_entry(graph.objects["t"]).build(None).rewrite
+    assert rewrite == GroupRewrite("chw_uuid", "form_metadata", "chw", "uuid", "reports")
+    bad = text.replace("chw_uuid = form_metadata.chw by uuid, reports counts rows", header)
+    graph = load(tmp_path, {"useviews/t.sql": bad})
+    with pytest.raises(SqlGraphError, match="rewrite_by: expected"):
+        static_entry(graph.objects["t"])
