@@ -144,9 +144,7 @@ def unreadable_forms(conn: psycopg.Connection) -> Finding:
     return Finding(len(problems), [f"{problem.doc_id}: {problem.error}" for problem in problems[:EXAMPLES]])
 
 
-def zero_rows(
-    conn: psycopg.Connection, sql: str, among: tuple[str, Sequence[str]] | None = None
-) -> Finding:
+def zero_rows(conn: psycopg.Connection, sql: str, among: tuple[str, Sequence[str]] | None = None) -> Finding:
     """A reconciliation query that must return no rows: the rows it returns (as JSON) are the
     failures. One statement: the query runs once. `among` (column, keys): only its rows whose
     column holds one of the keys (PostgreSQL pushes the condition into the query's scan)."""

@@ -369,7 +369,9 @@ def refresh_table(
         relocate(conn, obj)
         state = read_state(conn, obj.name)
         built = built_from(state, obj) and relation_kind(conn, obj.name, obj.schema) == "r"
-        unmoved = built and inputs is not None and state.inputs_version == inputs and state.row_count is not None
+        unmoved = (
+            built and inputs is not None and state.inputs_version == inputs and state.row_count is not None
+        )
         if obj.rewrite is not None:
             # As of its source's last refresh: the changes after it are the source's next ones.
             source = read_state(conn, obj.rewrite.source)
@@ -377,7 +379,9 @@ def refresh_table(
         if unmoved and obj.rewrite is not None:
             result = rewrite_groups(conn, obj, state, upto, dependents)
         elif unmoved:
-            result = IncrementalResult("unchanged", state.row_count, data_version=state.data_version or fresh_token())
+            result = IncrementalResult(
+                "unchanged", state.row_count, data_version=state.data_version or fresh_token()
+            )
         else:
             mode, rows = rebuild_table(conn, obj, dependents)
             version = fresh_token() if obj.rewrite is not None or inputs is None else inputs
@@ -421,9 +425,7 @@ def rewrite_groups(
     return IncrementalResult(mode, rows, data_version=fresh_token())
 
 
-def table_inputs(
-    conn: psycopg.Connection, obj: Buildable, reads: Sequence[str], raw_seq: int
-) -> str | None:
+def table_inputs(conn: psycopg.Connection, obj: Buildable, reads: Sequence[str], raw_seq: int) -> str | None:
     """The version of what a view, function or rollup reads. A rollup kept by groups leaves its
     source out (followed by changes) but not the source's code: a source rebuilt by new code
     may differ in every row."""

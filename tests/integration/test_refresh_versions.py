@@ -399,7 +399,9 @@ def test_a_new_report_moves_what_reads_it_and_the_rest_stays(generated: Deployme
     after_rows = chw_rows(generated.pg_url)
     chw = report["contact"]["_id"]
     assert after_rows[chw].isdisjoint(activity[chw])
-    assert {c: x for c, x in after_rows.items() if c != chw} == {c: x for c, x in activity.items() if c != chw}
+    assert {c: x for c, x in after_rows.items() if c != chw} == {
+        c: x for c, x in activity.items() if c != chw
+    }
     assert row_versions(generated.pg_url, "useview_population") == population
     found = carried(result)
     assert found[("useview_population", "persons_equal_contactview")]

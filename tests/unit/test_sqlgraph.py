@@ -24,6 +24,7 @@ from cht_assets.sqlgraph import (
 )
 from cht_assets.sqlgraph.files import parse_header
 from cht_assets.sqlgraph.parse import parse_model, relation_refs
+from cht_assets.warehouse.catalog import static_entry
 from cht_assets.warehouse.checks import (
     CARRY_AT_MOST,
     Severity,
@@ -32,7 +33,6 @@ from cht_assets.warehouse.checks import (
     declared_checks,
     reconciliations,
 )
-from cht_assets.warehouse.catalog import static_entry
 from cht_assets.warehouse.refresh import GroupRewrite, RefreshResult
 from cht_assets.warehouse.state import StoredFinding
 
@@ -837,7 +837,9 @@ def test_every_view_layer_asset_of_the_code_location_has_a_check(monkeypatch: py
 def test_a_scoped_reconciliation_runs_over_the_rewritten_rows_between_hourly_whole_runs(
     tmp_path: Path,
 ) -> None:
-    scoped = "refs:\n  severity: warn\n  recheck: hourly\n  scope: uuid\n  sql: SELECT uuid FROM t WHERE false\n"
+    scoped = (
+        "refs:\n  severity: warn\n  recheck: hourly\n  scope: uuid\n  sql: SELECT uuid FROM t WHERE false\n"
+    )
     write(
         tmp_path,
         {
@@ -874,7 +876,9 @@ def test_a_rollup_kept_by_groups_names_a_relation_it_reads_its_doc_key_and_its_c
         "-- materialized: table\n-- unique_key: chw_uuid\n-- rewrite_by: chw_uuid = form_metadata.chw by uuid, "
         "reports counts rows\nSELECT chw AS chw_uuid, count(*) AS reports FROM form_metadata GROUP BY chw\n"
     )
-    graph = load(tmp_path, {"base/form_metadata.sql": "SELECT 'a' AS uuid, 'b' AS chw\n", "useviews/t.sql": text})
+    graph = load(
+        tmp_path, {"base/form_metadata.sql": "SELECT 'a' AS uuid, 'b' AS chw\n", "useviews/t.sql": text}
+    )
     rewrite = static_entry(graph.objects["t"]).build(None).rewrite
     assert rewrite == GroupRewrite("chw_uuid", "form_metadata", "chw", "uuid", "reports")
     bad = text.replace("chw_uuid = form_metadata.chw by uuid, reports counts rows", header)
