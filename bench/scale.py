@@ -13,7 +13,8 @@ embedded PostgreSQL 18, Superset from .superset-venv, all on free ports, stopped
      nothing changed (the fixed cost), and one report edited: the wall time a user waits after
      a single change, in a run of every view (a manual materialization) and as `dagster dev`
      takes it (the update_seq sensor's tick and its run of the replica and of the views the
-     report reaches);
+     report reaches); then 1 %, nothing and one report again with Dagster's run and event
+     storage in PostgreSQL (deploy/dagster.yaml, as a deployment runs it) instead of SQLite;
   4. every chart of every shipped dashboard (superset/dashboards/*.yaml, provisioned by the real
      Superset assets) through Superset's chart-data API, as the admin and as two managers that
      row-level security confines to one health center and to one district hospital: median and
@@ -82,6 +83,7 @@ MANAGERS = {  # who -> (level of their one place, env var holding their password
 }
 GOALS = {"admin": 2.0, "hc manager": 1.0, "dh manager": 1.0}  # p95 seconds (issue 14)
 CHART_TIMEOUT = 60.0  # seconds, as in issue 14's measurement
+DEPLOY_INSTANCE = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
 
 
 def say(message: str) -> None:
@@ -388,6 +390,68 @@ def one_report_edited(medic: CouchClient, pg_url: str) -> None:
     medic.bulk_docs([{**doc, "bench_edited_once": True}])
 
 
+@dataclass
+class Refreshes:
+    """Section 3: refreshes after changes made in CouchDB, as ratios of the full build."""
+
+    couch_url: str
+    pg_url: str
+    dbs: list[str]
+    resources: dict
+    views: list
+    full: Timed
+    share: float
+    log: Path
+
+    def medic(self) -> CouchClient:
+        return CouchClient(self.couch_url, database_name(PREFIX, "medic"))
+
+    def measure(self, result: Result, instance: dg.DagsterInstance, on: str, seed: int) -> None:
+        """1 % changed (the docs `seed` picks), nothing changed, and one report through the
+        sensor's run, on `instance`."""
+        edited = deleted = 0
+        for suffix in TOUCHED:
+            client = CouchClient(self.couch_url, database_name(PREFIX, suffix))
+            e, d = touch(client, self.share, random.Random(seed))
+            edited, deleted = edited + e, deleted + d
+        say(f"{on}edited {edited:,} and deleted {deleted:,} docs in CouchDB; sync + refresh")
+        sync, refresh = sync_and_refresh(f"  {on}1 % changed", self.views, self.resources, instance, self.log)
+        say(f"  slowest objects (own time): {refresh.slowest()}")
+        result.add(f"{on}{self.share:.0%} changed: docs edited + deleted", edited + deleted, "docs")
+        result.add(f"  {on}sync wall", sync.wall, "s")
+        result.add(f"  {on}refresh wall", refresh.wall, "s")
+        work = (sync.work + refresh.work) / self.full.work
+        result.add(f"  {on}work (steps' own time) / full build's", work, "ratio")
+        wall = (sync.wall + refresh.wall) / self.full.wall
+        result.add(f"  {on}wall / full build's (goal <= 0.05)", wall, "ratio")
+        result.add(f"  {on}Dagster events stored", sync.events + refresh.events, "events")
+        # nothing changed: the fixed cost of a sync + refresh (Dagster's, and ours)
+        sync, refresh = sync_and_refresh(
+            f"{on}nothing changed", self.views, self.resources, instance, self.log
+        )
+        add_sync_and_refresh(result, f"{on}nothing changed", sync, refresh)
+        # one report edited, as `dagster dev` takes it: the update_seq sensor's tick and its run
+        # of the replica and of the views the report reaches
+        seen = seqs_now(self.couch_url, self.dbs)
+        one_report_edited(self.medic(), self.pg_url)
+        reached = sensor_runs(seen, self.resources, instance, self.log)
+        say(
+            f"{on}one report edited, the sensor's run: {reached.wall:.1f}s: {reached.slowest(len(reached.objects))}"
+        )
+        result.add(f"{on}1 report edited, sensor's run: sync + refresh wall (goal < 5 s)", reached.wall, "s")
+        result.add(
+            f"  {on}1 report edited, sensor's run: view objects refreshed", len(reached.objects), "objects"
+        )
+        result.add(f"  {on}1 report edited, sensor's run: steps' own time", reached.work, "s")
+        result.add(f"  {on}1 report edited, sensor's run: Dagster events stored", reached.events, "events")
+
+    def one_report_in_every_view(self, result: Result, instance: dg.DagsterInstance) -> None:
+        """One report edited, then a run of every view (a manual materialization)."""
+        one_report_edited(self.medic(), self.pg_url)
+        sync, refresh = sync_and_refresh("one report edited", self.views, self.resources, instance, self.log)
+        add_sync_and_refresh(result, "1 report edited, every view", sync, refresh)
+
+
 def with_superset(args: argparse.Namespace) -> bool:
     if args.no_superset:
         return False
@@ -497,49 +561,21 @@ def measure(target: int, args: argparse.Namespace) -> Result:
             for schema, size in schemas.items():
                 result.add(f"  schema {schema}", size / 2**20, "MB")
 
-            # 3. 1 % changed
-            edited = deleted = 0
-            for suffix in TOUCHED:
-                e, d = touch(
-                    CouchClient(couch.url, database_name(PREFIX, suffix)), args.share, random.Random(1)
-                )
-                edited, deleted = edited + e, deleted + d
-            say(f"edited {edited:,} and deleted {deleted:,} docs in CouchDB; sync + refresh")
-            sync, refresh = sync_and_refresh("  1 % changed", views, resources, instance, dagster_log)
-            say(f"  slowest objects (own time): {refresh.slowest()}")
-            result.add(f"{args.share:.0%} changed: docs edited + deleted", edited + deleted, "docs")
-            result.add("  sync wall", sync.wall, "s")
-            result.add("  refresh wall", refresh.wall, "s")
-            result.add(
-                "  work (steps' own time) / full build's", (sync.work + refresh.work) / full.work, "ratio"
-            )
-            result.add(
-                "  wall / full build's (goal <= 0.05)", (sync.wall + refresh.wall) / full.wall, "ratio"
-            )
-            result.add("  Dagster events stored", sync.events + refresh.events, "events")
-
-            # 3b. nothing changed: the fixed cost of a sync + refresh (Dagster's, and ours)
-            sync, refresh = sync_and_refresh("nothing changed", views, resources, instance, dagster_log)
-            add_sync_and_refresh(result, "nothing changed", sync, refresh)
-
-            # 3c. one report edited: what a user waits for after a single change, first in a
-            # run of every view, then in the update_seq sensor's run (the views the report reaches)
-            seen = seqs_now(couch.url, dbs)
-            one_report_edited(CouchClient(couch.url, database_name(PREFIX, "medic")), pg_url)
-            sync, refresh = sync_and_refresh("one report edited", views, resources, instance, dagster_log)
-            add_sync_and_refresh(result, "1 report edited, every view", sync, refresh)
-            seen = seqs_now(couch.url, dbs)
-            one_report_edited(CouchClient(couch.url, database_name(PREFIX, "medic")), pg_url)
-            reached = sensor_runs(seen, resources, instance, dagster_log)
-            say(
-                f"one report edited, the sensor's run: {reached.wall:.1f}s: {reached.slowest(len(reached.objects))}"
-            )
-            result.add("1 report edited, sensor's run: sync + refresh wall (goal < 5 s)", reached.wall, "s")
-            result.add(
-                "  1 report edited, sensor's run: view objects refreshed", len(reached.objects), "objects"
-            )
-            result.add("  1 report edited, sensor's run: steps' own time", reached.work, "s")
-            result.add("  1 report edited, sensor's run: Dagster events stored", reached.events, "events")
+            # 3. 1 % changed, nothing changed, one report edited; Dagster on SQLite (`dagster dev`)
+            refreshes = Refreshes(couch.url, pg_url, dbs, resources, views, full, args.share, dagster_log)
+            refreshes.measure(result, instance, "", seed=1)
+            refreshes.one_report_in_every_view(result, instance)
+            # 3d. the same with Dagster's storage in PostgreSQL (deploy/dagster.yaml, a deployment's)
+            ensure_database(pg.url(), "dagster")
+            os.environ.update(
+                DAGSTER_PG_HOST="127.0.0.1", DAGSTER_PG_PORT=str(pg.port), DAGSTER_PG_USER="postgres",
+                DAGSTER_PG_PASSWORD="", DAGSTER_PG_DB="dagster",
+            )  # fmt: skip
+            pg_home = work / "dagster_home_postgres"
+            pg_home.mkdir()
+            shutil.copy(DEPLOY_INSTANCE, pg_home / "dagster.yaml")
+            with dg.DagsterInstance.from_config(str(pg_home)) as pg_instance:
+                refreshes.measure(result, pg_instance, "PostgreSQL storage: ", seed=2)
 
             # 4. charts
             if superset_started is not None:

@@ -41,7 +41,7 @@ from datetime import timedelta
 import dagster as dg
 
 from cht_assets.defs import alerts, backups, reconcile, schedules, sensors
-from cht_assets.defs.dictionary import DICTIONARY_PAGE_KEY
+from cht_assets.defs.raw import STRUCTURE_ONLY_TAG
 from cht_assets.defs.superset import DATABASE_KEY
 from cht_assets.defs.views import WAITING_TAG
 from cht_assets.settings import OpsSettings, load_ops_settings, load_settings
@@ -178,7 +178,7 @@ def automation_condition(spec: dg.AssetSpec, minutes: int) -> dg.AutomationCondi
     if group == RAW_GROUP:
         cron = keepalive_cron(minutes)
         return keepalive(cron) if cron else spec.automation_condition
-    if spec.key == DICTIONARY_PAGE_KEY:
+    if STRUCTURE_ONLY_TAG in spec.tags:
         return describe_what_exists()
     superset = group == SUPERSET_GROUP
     # A dataset follows its view, which the raw keepalive refreshes, not the keepalive of the

@@ -14,6 +14,7 @@ from cht_assets.defs.dictionary import (
     form_dictionary_asset,
     medic_db,
 )
+from cht_assets.defs.raw import STRUCTURE_ONLY_TAG
 from cht_assets.defs.resources import PostgresResource
 from cht_assets.defs.views import view_asset_key
 from cht_assets.settings import load_dictionary_dir, load_settings
@@ -28,6 +29,9 @@ def dictionary_page_asset(source: str, catalog: ViewCatalog) -> dg.AssetsDefinit
         deps=[FORM_DICTIONARY_KEY, *(view_asset_key(e.obj) for e in catalog if not e.waiting_for)],
         group_name=DICTIONARY_GROUP,
         kinds={"html"},
+        # It documents what the views are, not their rows, and takes seconds to write: the
+        # update_seq sensor's runs of the views a change reaches leave it out.
+        tags={STRUCTURE_ONLY_TAG: "true"},
         description=(
             "Data dictionary page: every form with its fields' labels (all languages), logic and "
             "choices, the fields no longer collected, the translation languages, and every view "

@@ -18,6 +18,9 @@ CLEANED_CHECK = "unstorable_characters"
 # the update_seq sensor to tell which assets a change reaches (cht_assets.warehouse.reach);
 # absent: every doc.
 RAW_DOCS_METADATA = "cht/raw_docs"
+# On an asset that documents the views' structure (forms, languages, columns), not their rows
+# (the data dictionary page): no change of docs reaches it; it follows runs of every view.
+STRUCTURE_ONLY_TAG = "cht/structure_only"
 
 
 def asset_name(db: str) -> str:

@@ -36,8 +36,7 @@ import dagster as dg
 import psycopg
 
 from cht_assets.couch.errors import CouchError
-from cht_assets.defs.dictionary import DICTIONARY_PAGE_KEY
-from cht_assets.defs.raw import RAW_DOCS_METADATA, couchdb_asset_key, raw_asset_key
+from cht_assets.defs.raw import RAW_DOCS_METADATA, STRUCTURE_ONLY_TAG, couchdb_asset_key, raw_asset_key
 from cht_assets.defs.resources import CouchDBResource, PostgresResource
 from cht_assets.settings import OpsSettings
 from cht_assets.warehouse.reach import EVERY_DOC, objects_reached
@@ -178,9 +177,7 @@ def views_reached(
         return None
     keys = [dg.AssetKey.from_user_string(name) for name in reached]
     closure = dg.AssetSelection.assets(*keys).downstream().resolve(graph) if keys else set()
-    # The dictionary page documents what the views are (forms, languages, columns), not their
-    # rows, and takes seconds to write: it follows the runs of every view (keepalive, new forms).
-    return [key for key in views if key in closure and key != DICTIONARY_PAGE_KEY]
+    return [key for key in views if key in closure and STRUCTURE_ONLY_TAG not in graph.get(key).tags]
 
 
 def metadata_text(value: Any) -> str:

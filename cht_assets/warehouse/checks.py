@@ -35,10 +35,12 @@ repeats, over the whole table, what the parity check does for each refresh's cha
 incremental refresh it carries a passing finding (same check, same object code) for at most
 CARRY_AT_MOST even though the rows moved, so a report does not cost a scan of every document;
 a failing one, or one after a rebuild, is made again every time. One with a `scope` column
-(a reference from the rows to other docs, which no parity check covers) is not carried but
-run, between the hourly whole-table runs, over the rows the refresh rewrote only (the query's
-rows whose `scope` column holds their doc keys): a new report's broken reference shows at
-once, one that breaks elsewhere (the contact deleted) within the hour.
+(a reference from the rows to other docs, which no parity check covers; the column keys the
+query's rows by the object's doc key) keeps every failing row's key, and between its hourly
+whole-table runs is run over the rows each refresh rewrote only, the other rows' keys kept
+from the last finding: a new report's broken reference shows at once, one that breaks
+elsewhere (the contact deleted) within the hour, and a deployment whose reports already point
+at deleted contacts does not pay a scan of every report per refresh.
 
 A rollup kept by groups (`-- rewrite_by:`, cht_assets.warehouse.refresh.GroupRewrite) counts as
 incremental here: its rewritten groups are its rewritten rows.
@@ -47,9 +49,10 @@ incremental here: its rewritten groups are its rewritten rows.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -237,7 +240,7 @@ def reconciliation_check(item: Reconciliation) -> Check:
         item.severity,
         item.severity == Severity.ERROR,
         item.description or "reconciliation query returns no rows",
-        lambda c, o, b, r: quality.zero_rows(c, item.sql),
+        lambda c, o, b, r: quality.zero_rows(c, item.sql, item.scope),
         reads=relations_read(item.sql),
         sql=item.sql,
         hourly=item.hourly,
@@ -302,18 +305,44 @@ def carries(
         return False
     if version is not None and stored.inputs_version == version:
         return not (check.scoped and result.rewritten_ids is not None)  # cheap: look at the changes
-    return rolls(check, obj, result, stored) and not check.scope
+    return rolls(check, obj, result, stored) and stored.count == 0 and not check.scope
 
 
 def rolls(check: Check, obj: SqlObject, result: RefreshResult, stored: StoredFinding) -> bool:
-    """A passing `recheck: hourly` reconciliation, after an incremental refresh of the same code
-    (whose changes its parity check looked at)."""
+    """A `recheck: hourly` reconciliation, after an incremental refresh of the same code (whose
+    changes its parity check looked at): a passing finding rolls on."""
     return (
         check.hourly
         and (obj.kind == "incremental" or "rewrite_by" in obj.config)
         and result.rewritten_ids is not None
-        and stored.count == 0
         and stored.check_version == check_version(obj, check)
+    )
+
+
+def narrows(
+    check: Check, obj: SqlObject, result: RefreshResult, stored: StoredFinding | None, now: datetime
+) -> bool:
+    """A scoped reconciliation whose whole-table finding (its failing rows' keys) is less than
+    an hour old, after an incremental refresh: it runs over the rewritten rows only."""
+    return (
+        bool(check.scope)
+        and stored is not None
+        and stored.keys is not None
+        and now - stored.checked_at <= CARRY_AT_MOST
+        and rolls(check, obj, result, stored)
+    )
+
+
+def narrowed(
+    conn: psycopg.Connection, check: Check, result: RefreshResult, prior: StoredFinding
+) -> quality.Finding:
+    """The rewritten rows looked at again; the other rows' keys as the last finding holds them."""
+    rewritten = result.rewritten_ids or ()
+    found = quality.zero_rows(conn, check.sql, check.scope, rewritten)
+    keys = (set(prior.keys or ()) - set(rewritten)) | set(found.keys or ())
+    kept = [e for e in prior.examples if str(json.loads(e).get(check.scope)) in keys - set(found.keys or ())]
+    return quality.Finding(
+        len(keys), [*found.examples, *kept][: quality.EXAMPLES], found.details, tuple(sorted(keys))
     )
 
 
@@ -331,12 +360,11 @@ def run_checks(
     for check in declared:
         prior = stored.get(check.name)
         if carries(check, obj, result, prior, version, now):
-            finding = quality.Finding(prior.count, prior.examples, prior.details)
+            finding = quality.Finding(prior.count, prior.examples, prior.details, prior.keys)
             outcomes.append(Outcome(check, finding, prior.checked_at, carried=True))
-        elif check.scope and carries(replace(check, scope=""), obj, result, prior, version, now):
-            finding = quality.zero_rows(conn, check.sql, (check.scope, result.rewritten_ids or ()))
-            # Passing, it stands on the last whole-table run, whose time brings the next one.
-            outcomes.append(Outcome(check, finding, prior.checked_at if not finding.count else now))
+        elif narrows(check, obj, result, prior, now):
+            # It stands on the last whole-table run, whose time brings the next one.
+            outcomes.append(Outcome(check, narrowed(conn, check, result, prior), prior.checked_at))
         else:
             outcomes.append(Outcome(check, check.run(conn, obj, built, result), now))
     save_findings(
@@ -350,6 +378,7 @@ def run_checks(
                 o.finding.details,
                 o.checked_at,
                 check_version(obj, o.check),
+                o.finding.keys,
             )
             for o in outcomes
         },

@@ -20,6 +20,7 @@ class Finding:
     count: int
     examples: list[str] = field(default_factory=list)
     details: dict[str, int] = field(default_factory=dict)
+    keys: tuple[str, ...] | None = None  # a scoped check's: every failing row's key
 
 
 def columns_sql(columns: Sequence[str]) -> str:
@@ -144,19 +145,23 @@ def unreadable_forms(conn: psycopg.Connection) -> Finding:
     return Finding(len(problems), [f"{problem.doc_id}: {problem.error}" for problem in problems[:EXAMPLES]])
 
 
-def zero_rows(conn: psycopg.Connection, sql: str, among: tuple[str, Sequence[str]] | None = None) -> Finding:
+def zero_rows(
+    conn: psycopg.Connection, sql: str, scope: str = "", among: Sequence[str] | None = None
+) -> Finding:
     """A reconciliation query that must return no rows: the rows it returns (as JSON) are the
-    failures. One statement: the query runs once. `among` (column, keys): only its rows whose
-    column holds one of the keys (PostgreSQL pushes the condition into the query's scan)."""
+    failures. One statement: the query runs once. `scope`: a column keying the query's rows;
+    the finding then holds every failing row's key, and with `among` only the rows whose key
+    is one of those are looked at (PostgreSQL pushes the condition into the query's scan)."""
     params = None
-    if among is not None:
-        column, keys = among
-        sql = f"SELECT * FROM ({sql.replace('%', '%%')}) AS q WHERE q.{quote_ident(column)} = ANY(%(keys)s)"
-        params = {"keys": list(keys)}
-    count, examples = conn.execute(
+    if scope and among is not None:
+        sql = f"SELECT * FROM ({sql.replace('%', '%%')}) AS q WHERE q.{quote_ident(scope)} = ANY(%(keys)s)"
+        params = {"keys": list(among)}
+    keys = f"ARRAY(SELECT DISTINCT f.{quote_ident(scope)}::text FROM failing AS f)" if scope else "NULL"
+    count, examples, failing = conn.execute(
         f"WITH failing AS MATERIALIZED ({sql}) "
-        f"SELECT (SELECT count(*) FROM failing), ARRAY(SELECT to_jsonb(f)::text FROM failing AS f LIMIT {EXAMPLES})",
+        f"SELECT (SELECT count(*) FROM failing), ARRAY(SELECT to_jsonb(f)::text FROM failing AS f LIMIT {EXAMPLES}), "
+        f"{keys}",
         params,
     ).fetchone()
-    details = {} if among is None else {"scoped_to_keys": len(among[1])}
-    return Finding(count, examples, details)
+    details = {} if params is None else {"scoped_to_keys": len(params["keys"])}
+    return Finding(count, examples, details, None if failing is None else tuple(failing))

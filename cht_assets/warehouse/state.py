@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS cht_meta.check_findings (
 );
 -- The check's own version (its SQL, its object's code): added after the first release.
 ALTER TABLE cht_meta.check_findings ADD COLUMN IF NOT EXISTS check_version text;
+-- The keys of every failing row, for a check scoped to the rows a refresh rewrote
+-- (cht_assets.warehouse.checks): added after the first release.
+ALTER TABLE cht_meta.check_findings ADD COLUMN IF NOT EXISTS failing_keys text[];
 COMMENT ON TABLE cht_meta.check_findings IS 'What each check of every view-layer object last found, and from what inputs.';
 """
 META_LOCK_KEY = 7_146_003
@@ -67,7 +70,7 @@ class RefreshState:
 
 def ensure_meta_schema(conn: psycopg.Connection) -> None:
     # Checked first: the DDL takes locks and writes the catalog, on every step otherwise.
-    present = "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('cht_meta.check_findings') AND attname = 'check_version'"
+    present = "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('cht_meta.check_findings') AND attname = 'failing_keys'"
     if conn.execute(present).fetchone() is not None:
         return
     with conn.transaction():
@@ -142,15 +145,16 @@ class StoredFinding:
     details: dict[str, int]
     checked_at: datetime
     check_version: str | None = None
+    keys: tuple[str, ...] | None = None  # every failing row's key, for a scoped check
 
 
 def read_findings(conn: psycopg.Connection, name: str) -> dict[str, StoredFinding]:
     rows = conn.execute(
-        "SELECT check_name, inputs_version, count, examples, details, checked_at, check_version "
-        "FROM cht_meta.check_findings WHERE object = %s",
+        "SELECT check_name, inputs_version, count, examples, details, checked_at, check_version, "
+        "failing_keys FROM cht_meta.check_findings WHERE object = %s",
         (name,),
     ).fetchall()
-    return {row[0]: StoredFinding(*row[1:]) for row in rows}
+    return {row[0]: StoredFinding(*row[1:-1], None if row[-1] is None else tuple(row[-1])) for row in rows}
 
 
 def save_findings(conn: psycopg.Connection, name: str, findings: Mapping[str, StoredFinding]) -> None:
@@ -160,8 +164,9 @@ def save_findings(conn: psycopg.Connection, name: str, findings: Mapping[str, St
         for check_name, found in findings.items():
             conn.execute(
                 "INSERT INTO cht_meta.check_findings "
-                "(object, check_name, inputs_version, count, examples, details, checked_at, check_version) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                "(object, check_name, inputs_version, count, examples, details, checked_at, check_version, "
+                "failing_keys) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (name, check_name, found.inputs_version, found.count, Jsonb(found.examples),
-                 Jsonb(found.details), found.checked_at, found.check_version),
+                 Jsonb(found.details), found.checked_at, found.check_version,
+                 None if found.keys is None else list(found.keys)),
             )  # fmt: skip
