@@ -32,6 +32,7 @@ from cht_assets.servers.couchdb import start_pouchdb_server
 from cht_assets.servers.postgres import ensure_database, start_embedded_postgres
 
 SEED = 20261125
+CONFIG_IDS = ("_design/", "form:")
 
 
 def households_for(total_docs: int) -> int:
@@ -84,9 +85,11 @@ def timed(results: list[dg.ExecuteInProcessResult], wall: float, instance: dg.Da
 
 
 def touch(client: CouchClient, share: float, rng: random.Random) -> tuple[int, int]:
-    """Edit half and delete half of `share` of the docs of one database."""
+    """Edit half and delete half of `share` of the docs of one database: data, not its design
+    or form docs (a form deleted is a configuration change: its formview's run fails and the
+    code location reloads)."""
     rows = client._request("GET", "/_all_docs").json()["rows"]
-    chosen = [row["id"] for row in rows if not row["id"].startswith("_design/") and rng.random() < share]
+    chosen = [row["id"] for row in rows if not row["id"].startswith(CONFIG_IDS) and rng.random() < share]
     docs = client._request(
         "POST", "/_all_docs", params={"include_docs": "true"}, json={"keys": chosen}
     ).json()["rows"]
