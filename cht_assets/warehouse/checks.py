@@ -339,8 +339,9 @@ def narrowed(
     """The rewritten rows looked at again; the other rows' keys as the last finding holds them."""
     rewritten = result.rewritten_ids or ()
     found = quality.zero_rows(conn, check.sql, check.scope, rewritten)
-    keys = (set(prior.keys or ()) - set(rewritten)) | set(found.keys or ())
-    kept = [e for e in prior.examples if str(json.loads(e).get(check.scope)) in keys - set(found.keys or ())]
+    still = set(prior.keys or ()) - set(rewritten)
+    keys = still | set(found.keys or ())
+    kept = [e for e in prior.examples if str(json.loads(e).get(check.scope)) in still]
     return quality.Finding(
         len(keys), [*found.examples, *kept][: quality.EXAMPLES], found.details, tuple(sorted(keys))
     )

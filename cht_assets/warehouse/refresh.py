@@ -358,12 +358,14 @@ def refresh_table(
     upto: int,
     inputs: str | None,
     seen: int | None = None,
+    source: RefreshState | None = None,
 ) -> IncrementalResult:
     """A rollup kept as a table (`materialized: table`): built again in full when what it reads
     moved (`inputs`, its inputs' version: any object upstream, and the date for age bands), as a
     view would compute it again on every read, in one transaction: readers keep the old rows
     until commit. For rollups whose query costs a second where each chart of a view would. One
-    kept by groups (`obj.rewrite`) follows its source's changes group by group instead."""
+    kept by groups (`obj.rewrite`) follows its source's changes group by group instead, as of
+    the source's refresh state `source`."""
     with conn.transaction():
         lock(conn, obj.name)
         relocate(conn, obj)
@@ -372,10 +374,8 @@ def refresh_table(
         unmoved = (
             built and inputs is not None and state.inputs_version == inputs and state.row_count is not None
         )
-        if obj.rewrite is not None:
-            # As of its source's last refresh: the changes after it are the source's next ones.
-            source = read_state(conn, obj.rewrite.source)
-            upto = source.change_seq if source is not None else upto
+        if obj.rewrite is not None and source is not None:
+            upto = source.change_seq  # the changes after it are the source's next ones
         if unmoved and obj.rewrite is not None:
             result = rewrite_groups(conn, obj, state, upto, dependents)
         elif unmoved:
@@ -425,13 +425,18 @@ def rewrite_groups(
     return IncrementalResult(mode, rows, data_version=fresh_token())
 
 
-def table_inputs(conn: psycopg.Connection, obj: Buildable, reads: Sequence[str], raw_seq: int) -> str | None:
+def table_inputs(
+    conn: psycopg.Connection,
+    obj: Buildable,
+    reads: Sequence[str],
+    raw_seq: int,
+    source: RefreshState | None = None,
+) -> str | None:
     """The version of what a view, function or rollup reads. A rollup kept by groups leaves its
-    source out (followed by changes) but not the source's code: a source rebuilt by new code
-    may differ in every row."""
+    source (whose refresh state is `source`) out, followed by changes, but not the source's
+    code: a source rebuilt by new code may differ in every row."""
     code = obj.code_version
     if obj.rewrite is not None:
-        source = read_state(conn, obj.rewrite.source)
         code = digest([code, source.code_version if source is not None else ""])
         reads = [name for name in reads if name != obj.rewrite.source]
     return inputs_version(conn, code, reads, [obj.sql], raw_seq, daily=obj.kind == "table")
@@ -459,10 +464,12 @@ def refresh(
     filtered = bool(obj.raw_docs) and reads_raw and obj.kind != "incremental"
     state = read_state(conn, obj.name) if filtered or obj.versioned_by_rows else None
     seen = docs_seq(conn, obj.raw_docs, state, upto) if filtered else None
+    # A rollup kept by groups: its source's refresh state, read once for its version and window.
+    source = read_state(conn, obj.rewrite.source) if obj.rewrite is not None else None
     inputs = None
     if obj.kind != "incremental":
         raw_seq = upto if seen is None else seen
-        inputs = table_inputs(conn, obj, reads, raw_seq)
+        inputs = table_inputs(conn, obj, reads, raw_seq, source)
     version = inputs or fresh_token()
     if obj.kind == "function":
         mode, version = refresh_function(conn, obj), inputs or digest([obj.code_version, obj.schema])
@@ -475,7 +482,7 @@ def refresh(
         maintained = (
             refresh_incremental(conn, obj, dependents, upto)
             if obj.kind == "incremental"
-            else refresh_table(conn, obj, dependents, upto, inputs, seen)
+            else refresh_table(conn, obj, dependents, upto, inputs, seen, source)
         )
         mode, rows, ids, rewritten, version = (
             maintained.mode,

@@ -24,6 +24,7 @@ from cht_assets.demo.loader import couch_clients, load_deployment
 from cht_assets.replica.schema import ensure_raw_schema
 from cht_assets.sqlgraph.model import SqlObject
 from cht_assets.warehouse.catalog import LANGUAGE_FUNCTION, build_catalog, refresh_entry
+from cht_assets.warehouse.checks import reconciliations
 from cht_assets.warehouse.state import ensure_meta_schema
 from cht_assets.warehouse.versions import RAW_DOCS
 from tests.conftest import fresh_database
@@ -355,6 +356,15 @@ def check_metadata(result: dg.ExecuteInProcessResult, name: str, check: str) -> 
     return {key: value.value for key, value in found.items()}
 
 
+def failing_references(pg_url: str) -> int:
+    """data_record's reference check, its query run afresh over every report."""
+    path = SQL_ROOT / "base/data_record.sql"
+    obj = SqlObject.from_sql("data_record", path.read_text(encoding="utf-8"), layer="base", path=path)
+    (check,) = (c for c in reconciliations(obj) if c.name == "contact_uuid_is_a_contact")
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute(f"SELECT count(*) FROM ({check.sql}) AS q").fetchone()[0]  # noqa: S608
+
+
 def chw_rows(pg_url: str) -> dict[str, set[str]]:
     """Each CHW's rows in useview_chw_activity, by the transaction that wrote them."""
     with psycopg.connect(pg_url) as conn:
@@ -512,6 +522,11 @@ def test_on_the_real_cht_samples_a_report_edited_leaves_the_contacts_alone(
     assert modes(result)["useview_population"] == "unchanged"
     for name in ROLLUPS:
         assert differs_from_its_sql(deployment.pg_url, name) == 0, name
+    # The reference check looked at the edited report only, the other reports' findings kept
+    # from the first run: the same count as the query over every report now.
+    reference = check_metadata(result, "data_record", "contact_uuid_is_a_contact")
+    assert reference["scoped_to_keys"] == 1
+    assert reference["count"] == failing_references(deployment.pg_url)
     # The same through the update_seq sensor, on a deployment that lacks the maternal forms.
     monkeypatch.setenv("KEEPALIVE_MINUTES", "0")
     selected = assert_the_sensor_run_suffices(
