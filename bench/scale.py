@@ -13,8 +13,10 @@ embedded PostgreSQL 18, Superset from .superset-venv, all on free ports, stopped
      nothing changed (the fixed cost), and one report edited: the wall time a user waits after
      a single change, in a run of every view (a manual materialization) and as `dagster dev`
      takes it (the update_seq sensor's tick and its run of the replica and of the views the
-     report reaches); then 1 %, nothing and one report again with Dagster's run and event
-     storage in PostgreSQL (deploy/dagster.yaml, as a deployment runs it) instead of SQLite;
+     report reaches); Dagster's instance is `dagster dev`'s (SQLite, connections kept:
+     cht_assets/instance_storage.py); then 1 %, nothing and one report again with Dagster's own
+     SQLite storage (a connection per event), and with its storage in PostgreSQL
+     (deploy/dagster.yaml, as a deployment runs it), side by side;
   4. every chart of every shipped dashboard (superset/dashboards/*.yaml, provisioned by the real
      Superset assets) through Superset's chart-data API, as the admin and as two managers that
      row-level security confines to one health center and to one district hospital: median and
@@ -71,6 +73,7 @@ from cht_assets.defs.views import build_view_assets
 from cht_assets.demo.generator import DATABASES
 from cht_assets.demo.loader import Progress, couch_clients, database_name, load_deployment
 from cht_assets.servers.couchdb import start_pouchdb_server
+from cht_assets.servers.dagster_dev import DAGSTER_YAML
 from cht_assets.servers.postgres import ensure_database, start_embedded_postgres
 from cht_assets.servers.superset import DEFAULT_VENV, admin_credentials, start_superset
 from cht_assets.settings import load_settings
@@ -478,7 +481,7 @@ def measure(target: int, args: argparse.Namespace) -> Result:
         pg_url = pg.url("bench")
         home = work / "dagster_home"
         home.mkdir()
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        (home / "dagster.yaml").write_text(DAGSTER_YAML)  # `dagster dev`'s instance
         dbs = [database_name(PREFIX, suffix) for suffix in DATABASES]
         os.environ.update(
             COUCHDB_URL=couch.url, POSTGRES_URL=pg_url, COUCHDB_DBS=",".join(dbs), DAGSTER_HOME=str(home)
@@ -565,6 +568,12 @@ def measure(target: int, args: argparse.Namespace) -> Result:
             refreshes = Refreshes(couch.url, pg_url, dbs, resources, views, full, args.share, dagster_log)
             refreshes.measure(result, instance, "", seed=1)
             refreshes.one_report_in_every_view(result, instance)
+            # 3c. the same with Dagster's own SQLite storage (a connection per event), side by side
+            stock_home = work / "dagster_home_stock"
+            stock_home.mkdir()
+            (stock_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+            with dg.DagsterInstance.from_config(str(stock_home)) as stock_instance:
+                refreshes.measure(result, stock_instance, "Dagster's SQLite storage: ", seed=3)
             # 3d. the same with Dagster's storage in PostgreSQL (deploy/dagster.yaml, a deployment's)
             ensure_database(pg.url(), "dagster")
             os.environ.update(

@@ -28,6 +28,7 @@ from cht_assets.defs.resources import CouchDBResource, PostgresResource
 from cht_assets.defs.views import build_view_assets
 from cht_assets.demo.generator import DATABASES, generate
 from cht_assets.demo.loader import couch_clients, database_name, load_deployment
+from cht_assets.instance_storage import KEPT_SQLITE_STORAGE
 from cht_assets.servers.couchdb import start_pouchdb_server
 from cht_assets.servers.postgres import ensure_database, start_embedded_postgres
 
@@ -127,7 +128,7 @@ def main() -> None:
             flush=True,
         )
         resources = {"couchdb": CouchDBResource(url=couch.url), "postgres": PostgresResource(url=pg_url)}
-        with dg.instance_for_test() as instance:
+        with dg.instance_for_test(overrides=KEPT_SQLITE_STORAGE) as instance:
             sync = run(build_raw_assets(), resources, instance)
             print(f"initial sync {sync.wall:.1f}s", flush=True)
             views = build_view_assets()  # now the forms are synced: formviews included

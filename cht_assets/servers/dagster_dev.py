@@ -17,15 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
+from cht_assets.instance_storage import KEPT_SQLITE_STORAGE
 from cht_assets.servers.couchdb import PROJECT_ROOT
 from cht_assets.servers.process import free_port, wait_until
 
 LOCATION = "cht_assets"
 REPOSITORY = "__repository__"
 ASSET_JOB = "__ASSET_JOB"
-# SQLite storage in DAGSTER_HOME; runs dequeued every second (default 5 s).
-DAGSTER_YAML = """\
+# SQLite storage in DAGSTER_HOME, its connections kept; runs dequeued every second (default 5 s).
+DAGSTER_YAML = (
+    yaml.safe_dump(KEPT_SQLITE_STORAGE, sort_keys=False)
+    + """\
 telemetry:
   enabled: false
 run_coordinator:
@@ -36,6 +40,7 @@ run_coordinator:
 freshness:
   enabled: true
 """
+)
 # Compute logs off: else each run mirrors its stdout/stderr through a `tail -F` subprocess whose
 # teardown may wait 30 s on a loaded machine (the UI shows no step output then).
 NO_COMPUTE_LOGS = """\

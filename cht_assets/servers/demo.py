@@ -25,7 +25,7 @@ from cht_assets.bi.client import SupersetClient
 from cht_assets.couch.client import CouchClient
 from cht_assets.couch.errors import CouchError
 from cht_assets.servers.couchdb import PROJECT_ROOT, start_pouchdb_server
-from cht_assets.servers.dagster_dev import default_sigint, stop_dagster_dev
+from cht_assets.servers.dagster_dev import DAGSTER_YAML, default_sigint, stop_dagster_dev
 from cht_assets.servers.postgres import ensure_database, start_embedded_postgres
 from cht_assets.servers.process import port_open, stop_pid
 from cht_assets.servers.superset import start_superset
@@ -41,7 +41,6 @@ from cht_assets.settings import (
 from cht_assets.warehouse.dictionary import HTML_FILE
 
 DEMO_DIR = PROJECT_ROOT / ".demo"
-DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 SUPERSET_METADATA_DB = "superset_metadata"
 DEMO_ACCESS_FILE = DEMO_DIR / "access.yaml"
 DEMO_COUCHDB_DBS = (*DEFAULT_COUCHDB_DBS, "_users")

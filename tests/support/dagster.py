@@ -1,6 +1,7 @@
 """Dagster in the tests: one kind of instance, one way to materialize, the code location's assets.
 
-The instance captures no compute logs. Dagster's default capture redirects the process's stdout
+The instance stores as `dagster dev`'s does (cht_assets.instance_storage) and captures no
+compute logs. Dagster's default capture redirects the process's stdout
 and stderr into a file that a `tail -F` subprocess mirrors back; tearing that down waits up to
 30 s per run for the subprocess, which a loaded machine hit, and a run in a thread outlived the
 test's join. Nothing in the tests reads captured logs: the event log holds what they inspect.
@@ -16,6 +17,7 @@ import dagster as dg
 
 from cht_assets.defs import raw, views
 from cht_assets.defs.dictionary_page import build_dictionary_assets
+from cht_assets.instance_storage import KEPT_SQLITE_STORAGE
 
 NO_COMPUTE_LOGS = {
     "compute_logs": {
@@ -27,8 +29,8 @@ NO_COMPUTE_LOGS = {
 
 @contextmanager
 def dagster_instance() -> Iterator[dg.DagsterInstance]:
-    """A throwaway instance (temporary DAGSTER_HOME) without compute-log capture."""
-    with dg.instance_for_test(overrides=NO_COMPUTE_LOGS) as instance:
+    """A throwaway instance (temporary DAGSTER_HOME): the product's storage, no compute-log capture."""
+    with dg.instance_for_test(overrides={**NO_COMPUTE_LOGS, **KEPT_SQLITE_STORAGE}) as instance:
         yield instance
 
 
