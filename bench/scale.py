@@ -14,9 +14,10 @@ embedded PostgreSQL 18, Superset from .superset-venv, all on free ports, stopped
      a single change, in a run of every view (a manual materialization) and as `dagster dev`
      takes it (the update_seq sensor's tick and its run of the replica and of the views the
      report reaches); Dagster's instance is `dagster dev`'s (SQLite, connections kept:
-     cht_assets/instance_storage.py); then 1 %, nothing and one report again with Dagster's own
-     SQLite storage (a connection per event), and with its storage in PostgreSQL
-     (deploy/dagster.yaml, as a deployment runs it), side by side;
+     cht_assets/instance_storage.py); then 1 %, nothing and one report again on other instance
+     storage, side by side: Dagster's own SQLite storage (a connection per event), PostgreSQL
+     as a deployment runs it (deploy/dagster.yaml: connections kept) and Dagster's own
+     PostgreSQL storage (a connection per event), each in a database of its own;
   4. every chart of every shipped dashboard (superset/dashboards/*.yaml, provisioned by the real
      Superset assets) through Superset's chart-data API, as the admin and as two managers that
      row-level security confines to one health center and to one district hospital: median and
@@ -455,6 +456,19 @@ class Refreshes:
         add_sync_and_refresh(result, "1 report edited, every view", sync, refresh)
 
 
+def other_instances() -> dict[str, str]:
+    """dagster.yaml of the instances measured beside `dagster dev`'s, by label: Dagster's own
+    SQLite storage (a connection per event), deploy/dagster.yaml (PostgreSQL, connections kept:
+    a deployment's) and Dagster's own PostgreSQL storage (a connection per event)."""
+    deploy = yaml.safe_load(DEPLOY_INSTANCE.read_text())
+    stock_postgres = {**deploy, "storage": {"postgres": deploy["storage"]["custom"]["config"]}}
+    return {
+        "Dagster's SQLite storage: ": "telemetry:\n  enabled: false\n",
+        "PostgreSQL storage (deploy/): ": DEPLOY_INSTANCE.read_text(),
+        "Dagster's PostgreSQL storage: ": yaml.safe_dump(stock_postgres),
+    }
+
+
 def with_superset(args: argparse.Namespace) -> bool:
     if args.no_superset:
         return False
@@ -568,23 +582,19 @@ def measure(target: int, args: argparse.Namespace) -> Result:
             refreshes = Refreshes(couch.url, pg_url, dbs, resources, views, full, args.share, dagster_log)
             refreshes.measure(result, instance, "", seed=1)
             refreshes.one_report_in_every_view(result, instance)
-            # 3c. the same with Dagster's own SQLite storage (a connection per event), side by side
-            stock_home = work / "dagster_home_stock"
-            stock_home.mkdir()
-            (stock_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-            with dg.DagsterInstance.from_config(str(stock_home)) as stock_instance:
-                refreshes.measure(result, stock_instance, "Dagster's SQLite storage: ", seed=3)
-            # 3d. the same with Dagster's storage in PostgreSQL (deploy/dagster.yaml, a deployment's)
-            ensure_database(pg.url(), "dagster")
+            # 3c. the same on other instance storage, side by side
             os.environ.update(
                 DAGSTER_PG_HOST="127.0.0.1", DAGSTER_PG_PORT=str(pg.port), DAGSTER_PG_USER="postgres",
                 DAGSTER_PG_PASSWORD="", DAGSTER_PG_DB="dagster",
             )  # fmt: skip
-            pg_home = work / "dagster_home_postgres"
-            pg_home.mkdir()
-            shutil.copy(DEPLOY_INSTANCE, pg_home / "dagster.yaml")
-            with dg.DagsterInstance.from_config(str(pg_home)) as pg_instance:
-                refreshes.measure(result, pg_instance, "PostgreSQL storage: ", seed=2)
+            for seed, (on, config) in enumerate(other_instances().items(), start=2):
+                other_home = work / f"dagster_home_{seed}"
+                other_home.mkdir()
+                (other_home / "dagster.yaml").write_text(config)
+                os.environ["DAGSTER_PG_DB"] = f"dagster_{seed}"
+                ensure_database(pg.url(), os.environ["DAGSTER_PG_DB"])
+                with dg.DagsterInstance.from_config(str(other_home)) as other_instance:
+                    refreshes.measure(result, other_instance, on, seed=seed)
 
             # 4. charts
             if superset_started is not None:

@@ -1,18 +1,20 @@
-"""Dagster's SQLite instance storage, its database connections kept open between writes.
+"""Dagster's instance storage, SQLite or PostgreSQL, its database connections kept open.
 
 Dagster's SQLite storages create an engine, connect, commit and close for every event they store
 (SQLAlchemy's NullPool): closing the last connection to a WAL database checkpoints it, and every
 commit waits for the disk. A run of every view stores ~800 events whatever changed, so that was
-two thirds of its wall time when nothing changed (bench/scale.py measures both storages side by
+two thirds of its wall time when nothing changed (bench/scale.py measures the storages side by
 side). Here each database file keeps one engine and one pooled connection, in WAL mode with
 `synchronous=NORMAL`: a commit reaches the disk at the next checkpoint, not at every event (a
 power cut may lose the last events; the file stays consistent). The files, their layout and
 schema are Dagster's own, so a DAGSTER_HOME moves between this storage and Dagster's either way.
+dagster-postgres connects for every event too (but in the webserver): `KeptPostgresStorage`
+keeps a connection per storage, on Dagster's own tables.
 
     storage:
       custom:
         module: cht_assets.instance_storage
-        class: KeptSqliteStorage
+        class: KeptSqliteStorage        # `dagster dev`'s; KeptPostgresStorage in deploy/
         config:
           base_dir: {env: DAGSTER_HOME}
 """
@@ -41,6 +43,8 @@ from dagster._core.storage.sqlite_storage import (
     _schedule_directory,
 )
 from dagster._serdes import ConfigurableClassData
+from dagster_postgres.storage import DagsterPostgresStorage
+from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
 from sqlalchemy.engine import Connection
 from watchdog.events import FileSystemEvent
 from watchdog.observers import Observer
@@ -213,3 +217,41 @@ class KeptSqliteStorage(DagsterSqliteStorage):
     @property
     def schedule_storage_data(self) -> ConfigurableClassData:
         return storage_data(KeptSqliteScheduleStorage, _schedule_directory(self.base_dir))
+
+
+class KeptPostgresStorage(DagsterPostgresStorage):
+    """Dagster's PostgreSQL storage (deploy/dagster.yaml) with a connection kept per storage
+    (runs, event log, schedules), checked before use (a restarted server costs a reconnect, not
+    a failed write), where dagster-postgres connects for every event outside the webserver. The
+    connections close with the process (the instance disposes of its run and event-log storages
+    only, and those of dagster-postgres hold nothing to dispose)."""
+
+    def __init__(
+        self,
+        postgres_url: str,
+        should_autocreate_tables: bool = True,
+        inst_data: ConfigurableClassData | None = None,
+        token_provider: Any = None,
+    ):
+        super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
+        for storage in (self._run_storage, self._event_log_storage, self._schedule_storage):
+            storage._engine = create_pg_engine(
+                postgres_url,
+                token_provider,
+                isolation_level="AUTOCOMMIT",
+                pool_size=1,
+                max_overflow=8,
+                pool_pre_ping=True,
+                pool_recycle=3600,
+            )
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData | None, config_value: Any
+    ) -> KeptPostgresStorage:
+        return cls(
+            inst_data=inst_data,
+            postgres_url=pg_url_from_config(config_value),
+            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+            token_provider=get_token_provider_from_config(config_value),
+        )

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -18,8 +19,8 @@ from psycopg import sql
 
 from cht_assets.couch.client import CouchClient
 from cht_assets.servers.couchdb import PouchDBServer, start_pouchdb_server
-from cht_assets.servers.postgres import start_embedded_postgres
-from cht_assets.servers.process import port_open
+from cht_assets.servers.postgres import EmbeddedPostgres, start_embedded_postgres
+from cht_assets.servers.process import free_port, port_open
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SYSTEM_POSTGRES_URL = os.environ.get("SYSTEM_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -102,3 +103,36 @@ def shared_dir() -> Path:
     if not (SHARED / "cht-sample-docs").is_dir():
         pytest.skip(f"reference data not found at {SHARED}; CI and developer machines have it")
     return SHARED
+
+
+@dataclass
+class RestartablePostgres:
+    """An embedded PostgreSQL of the test's own, restarted on the same data dir and port."""
+
+    data_dir: Path
+    port: int
+    server: EmbeddedPostgres
+
+    def url(self, database: str = "postgres") -> str:
+        return self.server.url(database)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        self.server = start_embedded_postgres(self.data_dir, self.port)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def restartable_pg() -> Iterator[RestartablePostgres]:
+    with postgres_home() as home:
+        data_dir, port = home / "data", free_port()
+        pg = RestartablePostgres(data_dir, port, start_embedded_postgres(data_dir, port))
+        try:
+            yield pg
+        finally:
+            pg.stop()

@@ -22,7 +22,7 @@ from cht_assets.demo.loader import apply_mutations, couch_clients, load_deployme
 from cht_assets.replica.replicate import SyncProgress
 from cht_assets.servers.process import stop_pid
 from cht_assets.warehouse.state import ensure_meta_schema
-from tests.hostile.conftest import RestartablePostgres
+from tests.conftest import RestartablePostgres
 from tests.hostile.support import (
     Readers,
     activity,
