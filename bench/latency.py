@@ -6,7 +6,10 @@ Runs the deployment as shipped: the update_seq sensor watches CouchDB and launch
 replication with the views that follow it in the same run, the automation sensor the rest, with
 the default intervals (COUCHDB_POLL_SECONDS=15, AUTOMATION_INTERVAL_SECONDS=15) unless set. A fresh pouchdb-server and PostgreSQL (POSTGRES_URL
 as an admin URL when set, else embedded PostgreSQL 18) with a generated deployment; Superset is
-not started (its assets cannot run and are not measured). Prints figures; asserts nothing.
+not started (its assets cannot run and are not measured). Measured twice, side by side, with
+the instance `dagster dev` gets (SQLite, connections kept: cht_assets/instance_storage.py) and
+with Dagster's own SQLite storage, each a `dagster dev` of its own on a new DAGSTER_HOME (its
+first build included, unmeasured). Prints figures; asserts nothing.
 
     .venv/bin/python bench/latency.py [--households 60] [--trials 5]
 """
@@ -32,7 +35,7 @@ from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, database_name, load_deployment
 from cht_assets.replica.replicate import replicate_database
 from cht_assets.servers.couchdb import start_pouchdb_server
-from cht_assets.servers.dagster_dev import start_dagster_dev
+from cht_assets.servers.dagster_dev import DAGSTER_YAML, INSTANCE_SETTINGS, start_dagster_dev
 from cht_assets.servers.postgres import start_embedded_postgres
 from cht_assets.servers.process import free_port
 
@@ -90,6 +93,46 @@ def trial(pg_url: str, client: CouchClient, chw: dict, timeout: float) -> tuple[
     return None
 
 
+def measure(
+    label: str, home: Path, env: dict[str, str], pg_url: str, client: CouchClient, args: argparse.Namespace
+) -> None:
+    """Trials under a `dagster dev` on `home`'s instance, started for them and stopped after."""
+    say(f"{label}: starting dagster dev")
+    started = time.monotonic()
+    port = int(env["DAGSTER_UI_URL"].rsplit(":", 1)[1])
+    dev = start_dagster_dev(home, env, port=port, compute_logs=True)
+    try:
+        say(f"dagster dev up in {time.monotonic() - started:.0f}s on {dev.url}; waiting for the first build")
+        dev.wait(lambda: reports_of(pg_url, "") >= 0, 300, "useview_chw_activity built")
+        dev.wait_idle(300)
+        say(f"first build done {time.monotonic() - started:.0f}s after start")
+        chw_id = query(
+            pg_url, "SELECT chw_uuid FROM useview_chw_activity WHERE chw_uuid IS NOT NULL LIMIT 1"
+        )[0][0]
+        chw = client.get_doc(chw_id)
+        results = []
+        for number in range(1, args.trials + 1):
+            time.sleep(random.uniform(0, 15))  # sample every phase of the sensors' intervals
+            measured = trial(pg_url, client, chw, args.timeout)
+            if measured is None:
+                say(f"trial {number}: not in the view within {args.timeout:.0f}s")
+                continue
+            results.append(measured)
+            say(
+                f"trial {number}: in raw after {measured[0]:.1f}s, in useview_chw_activity after {measured[1]:.1f}s"
+            )
+            dev.wait_idle(300)
+    finally:
+        dev.stop()
+    if results:
+        ends = [end for _, end in results]
+        say(
+            f"{label}: CouchDB -> useview_chw_activity over {len(ends)} trials: median "
+            f"{statistics.median(ends):.1f}s, max {max(ends):.1f}s, min {min(ends):.1f}s (target: median <= 20s, "
+            f"max <= 40s); CouchDB -> raw median {statistics.median(r for r, _ in results):.1f}s"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -127,39 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             "DAGSTER_UI_URL": f"http://127.0.0.1:{port}",
             "BACKUP_DIR": str(work / "backups"),
         }
-        say("starting dagster dev")
-        started = time.monotonic()
-        # Compute logs captured, as in a deployment (each run pays for its `tail -F`).
-        dev = start_dagster_dev(work / "dagster_home", env, port=port, compute_logs=True)
-        stops.append(dev.stop)
-        say(f"dagster dev up in {time.monotonic() - started:.0f}s on {dev.url}; waiting for the first build")
-        dev.wait(lambda: reports_of(pg_url, "") >= 0, 300, "useview_chw_activity built")
-        dev.wait_idle(300)
-        say(f"first build done {time.monotonic() - started:.0f}s after start")
         client = CouchClient(couch.url, dbs[0])
-        chw_id = query(
-            pg_url, "SELECT chw_uuid FROM useview_chw_activity WHERE chw_uuid IS NOT NULL LIMIT 1"
-        )[0][0]
-        chw = client.get_doc(chw_id)
-        results = []
-        for number in range(1, args.trials + 1):
-            time.sleep(random.uniform(0, 15))  # sample every phase of the sensors' intervals
-            measured = trial(pg_url, client, chw, args.timeout)
-            if measured is None:
-                say(f"trial {number}: not in the view within {args.timeout:.0f}s")
-                continue
-            results.append(measured)
-            say(
-                f"trial {number}: in raw after {measured[0]:.1f}s, in useview_chw_activity after {measured[1]:.1f}s"
-            )
-            dev.wait_idle(300)
-        if results:
-            ends = [end for _, end in results]
-            say(
-                f"CouchDB -> useview_chw_activity over {len(ends)} trials: median {statistics.median(ends):.1f}s, "
-                f"max {max(ends):.1f}s, min {min(ends):.1f}s (target: median <= 20s, max <= 40s); CouchDB -> raw median "
-                f"{statistics.median(r for r, _ in results):.1f}s"
-            )
+        instances = {"kept connections": DAGSTER_YAML, "Dagster's SQLite storage": INSTANCE_SETTINGS}
+        for number, (label, config) in enumerate(instances.items()):
+            home = work / f"dagster_home_{number}"
+            home.mkdir()
+            (home / "dagster.yaml").write_text(config)  # compute logs captured, as in a deployment
+            measure(label, home, env, pg_url, client, args)
         # Runs start in processes of their own: on a busy machine their start-up dominates.
         say("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     finally:

@@ -26,10 +26,8 @@ from cht_assets.servers.process import free_port, wait_until
 LOCATION = "cht_assets"
 REPOSITORY = "__repository__"
 ASSET_JOB = "__ASSET_JOB"
-# SQLite storage in DAGSTER_HOME, its connections kept; runs dequeued every second (default 5 s).
-DAGSTER_YAML = (
-    yaml.safe_dump(KEPT_SQLITE_STORAGE, sort_keys=False)
-    + """\
+# Runs dequeued every second (default 5 s).
+INSTANCE_SETTINGS = """\
 telemetry:
   enabled: false
 run_coordinator:
@@ -40,7 +38,8 @@ run_coordinator:
 freshness:
   enabled: true
 """
-)
+# ... with SQLite storage in DAGSTER_HOME, its connections kept.
+DAGSTER_YAML = yaml.safe_dump(KEPT_SQLITE_STORAGE, sort_keys=False) + INSTANCE_SETTINGS
 # Compute logs off: else each run mirrors its stdout/stderr through a `tail -F` subprocess whose
 # teardown may wait 30 s on a loaded machine (the UI shows no step output then).
 NO_COMPUTE_LOGS = """\

@@ -127,14 +127,14 @@ def stack(
     metrics, metrics_url = start_metrics(env, home / "metrics.log")
     stack = None
     try:
-        with (
-            pytest.MonkeyPatch.context() as monkeypatch,
-            dg.DagsterInstance.from_config(str(home)) as instance,
-        ):
+        with pytest.MonkeyPatch.context() as monkeypatch:
             for name, setting in env.items():
-                monkeypatch.setenv(name, setting)
-            stack = Stack(deployment, env, home, instance, metrics_url, webserver_port)
-            yield stack
+                monkeypatch.setenv(
+                    name, setting
+                )  # DAGSTER_HOME before the instance: its dagster.yaml reads it
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                stack = Stack(deployment, env, home, instance, metrics_url, webserver_port)
+                yield stack
     finally:
         if stack and stack.webserver:
             stack.webserver.stop()
