@@ -22,7 +22,7 @@ from cht_assets.defs.resources import CouchDBResource, PostgresResource
 from cht_assets.defs.superset import SupersetResource, build_superset_assets
 from cht_assets.demo.generator import generate
 from cht_assets.demo.loader import couch_clients, load_deployment
-from tests.hostile.conftest import RestartablePostgres
+from tests.conftest import RestartablePostgres
 from tests.support.dagster import dagster_instance, location_assets
 from tests.support.http import FaultProxy, serve
 
