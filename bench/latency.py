@@ -94,12 +94,17 @@ def trial(pg_url: str, client: CouchClient, chw: dict, timeout: float) -> tuple[
 
 
 def measure(
-    label: str, home: Path, env: dict[str, str], pg_url: str, client: CouchClient, args: argparse.Namespace
+    label: str,
+    home: Path,
+    env: dict[str, str],
+    port: int,
+    pg_url: str,
+    client: CouchClient,
+    args: argparse.Namespace,
 ) -> None:
     """Trials under a `dagster dev` on `home`'s instance, started for them and stopped after."""
     say(f"{label}: starting dagster dev")
     started = time.monotonic()
-    port = int(env["DAGSTER_UI_URL"].rsplit(":", 1)[1])
     dev = start_dagster_dev(home, env, port=port, compute_logs=True)
     try:
         say(f"dagster dev up in {time.monotonic() - started:.0f}s on {dev.url}; waiting for the first build")
@@ -176,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             home = work / f"dagster_home_{number}"
             home.mkdir()
             (home / "dagster.yaml").write_text(config)  # compute logs captured, as in a deployment
-            measure(label, home, env, pg_url, client, args)
+            measure(label, home, env, port, pg_url, client, args)
         # Runs start in processes of their own: on a busy machine their start-up dominates.
         say("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     finally:

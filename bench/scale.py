@@ -74,7 +74,7 @@ from cht_assets.defs.views import build_view_assets
 from cht_assets.demo.generator import DATABASES
 from cht_assets.demo.loader import Progress, couch_clients, database_name, load_deployment
 from cht_assets.servers.couchdb import start_pouchdb_server
-from cht_assets.servers.dagster_dev import DAGSTER_YAML
+from cht_assets.servers.dagster_dev import DAGSTER_YAML, INSTANCE_SETTINGS
 from cht_assets.servers.postgres import ensure_database, start_embedded_postgres
 from cht_assets.servers.superset import DEFAULT_VENV, admin_credentials, start_superset
 from cht_assets.settings import load_settings
@@ -463,7 +463,7 @@ def other_instances() -> dict[str, str]:
     deploy = yaml.safe_load(DEPLOY_INSTANCE.read_text())
     stock_postgres = {**deploy, "storage": {"postgres": deploy["storage"]["custom"]["config"]}}
     return {
-        "Dagster's SQLite storage: ": "telemetry:\n  enabled: false\n",
+        "Dagster's SQLite storage: ": INSTANCE_SETTINGS,
         "PostgreSQL storage (deploy/): ": DEPLOY_INSTANCE.read_text(),
         "Dagster's PostgreSQL storage: ": yaml.safe_dump(stock_postgres),
     }

@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
-import yaml
 from dagster._core.storage.event_log.base import EventHandlerFn
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
@@ -186,10 +185,6 @@ class KeptSqliteEventLogStorage(SqliteEventLogStorage):
         super().dispose()
 
 
-def storage_data(cls: type, base_dir: str) -> ConfigurableClassData:
-    return ConfigurableClassData(__name__, cls.__name__, yaml.dump({"base_dir": base_dir}))
-
-
 class KeptSqliteStorage(DagsterSqliteStorage):
     """Dagster's SQLite storage (runs, event logs, schedules under `base_dir`, as Dagster lays
     them out) through kept connections."""
@@ -205,18 +200,6 @@ class KeptSqliteStorage(DagsterSqliteStorage):
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Any) -> KeptSqliteStorage:
         return cls.from_local(inst_data=inst_data, **config_value)
-
-    @property
-    def event_storage_data(self) -> ConfigurableClassData:
-        return storage_data(KeptSqliteEventLogStorage, _event_logs_directory(self.base_dir))
-
-    @property
-    def run_storage_data(self) -> ConfigurableClassData:
-        return storage_data(KeptSqliteRunStorage, _runs_directory(self.base_dir))
-
-    @property
-    def schedule_storage_data(self) -> ConfigurableClassData:
-        return storage_data(KeptSqliteScheduleStorage, _schedule_directory(self.base_dir))
 
 
 class KeptPostgresStorage(DagsterPostgresStorage):

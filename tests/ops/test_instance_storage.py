@@ -12,15 +12,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
-from cht_assets.instance_storage import KEPT_EVENT_LOG_FILES, KEPT_SQLITE_STORAGE, KeptSqliteEventLogStorage
+from cht_assets.instance_storage import KEPT_EVENT_LOG_FILES, KeptSqliteEventLogStorage
 from cht_assets.servers.couchdb import PROJECT_ROOT
-from cht_assets.servers.dagster_dev import NO_COMPUTE_LOGS
+from cht_assets.servers.dagster_dev import DAGSTER_YAML, INSTANCE_SETTINGS, NO_COMPUTE_LOGS
 from cht_assets.servers.process import wait_until
 
-STOCK = "telemetry:\n  enabled: false\n" + NO_COMPUTE_LOGS
-KEPT = yaml.safe_dump(KEPT_SQLITE_STORAGE) + STOCK
+STOCK = INSTANCE_SETTINGS + NO_COMPUTE_LOGS  # Dagster's own SQLite storage
+KEPT = DAGSTER_YAML + NO_COMPUTE_LOGS  # `dagster dev`'s
 
 
 def counted_assets(prefix: str, count: int, release: str | None = None) -> list[dg.AssetsDefinition]:

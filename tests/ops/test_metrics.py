@@ -128,10 +128,8 @@ def stack(
     stack = None
     try:
         with pytest.MonkeyPatch.context() as monkeypatch:
-            for name, setting in env.items():
-                monkeypatch.setenv(
-                    name, setting
-                )  # DAGSTER_HOME before the instance: its dagster.yaml reads it
+            for name, setting in env.items():  # DAGSTER_HOME first: the instance's dagster.yaml reads it
+                monkeypatch.setenv(name, setting)
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 stack = Stack(deployment, env, home, instance, metrics_url, webserver_port)
                 yield stack
