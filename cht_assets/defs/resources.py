@@ -47,6 +47,9 @@ class PostgresResource(dg.ConfigurableResource):
             session = psycopg.connect(self.conninfo, autocommit=True)
             # sqlnames.quote_literal relies on it; on by default, but a server may say otherwise.
             session.execute("SET standard_conforming_strings = on")
+            # A refresh writes its rows and its state in one transaction: a commit lost in a crash
+            # is redone by the next refresh, so none need wait for the disk (~1 ms each, 230 a run).
+            session.execute("SET synchronous_commit = off")
             self._session = session
         try:
             yield session

@@ -34,8 +34,14 @@ CREATE INDEX IF NOT EXISTS couchdb_docs_change_seq ON raw.couchdb_docs (change_s
 CREATE INDEX IF NOT EXISTS couchdb_docs_id ON raw.couchdb_docs (_id);
 -- The deployment's few user and form docs, which plain views (useview_user, useview_task_monthly,
 -- useview_form_label) look up in every query: without it each chart scanned every doc.
+-- Views, their checks and rollups select docs by type: without it each read of one kind of
+-- doc (telemetry, tasks, contacts) scanned every doc, detoasting each to read its type.
+CREATE INDEX IF NOT EXISTS couchdb_docs_type ON raw.couchdb_docs ((doc ->> 'type'));
 CREATE INDEX IF NOT EXISTS couchdb_docs_user_form ON raw.couchdb_docs ((doc ->> 'type'), _id)
     WHERE doc ->> 'type' IN ('user-settings', 'user', 'form');
+-- The translation docs (`messages-<lang>`): LIKE cannot use the _id index under a collation
+-- other than C, so each read of the dashboards' words scanned every doc.
+CREATE INDEX IF NOT EXISTS couchdb_docs_translations ON raw.couchdb_docs (_id) WHERE _id LIKE 'messages-%';
 COMMENT ON COLUMN raw.couchdb_docs.change_seq IS
     'Increases on every write of the row; views refresh what changed after their last seq.';
 COMMENT ON TABLE raw.couchdb_docs IS

@@ -81,6 +81,8 @@ FORMVIEW_NAME = re.compile(r"\bformview_[a-z0-9_]+\b")
 LANGUAGE_CALL = re.compile(rf"\b{LANGUAGE_FUNCTION}\s*\(")
 # `-- rewrite_by: chw_uuid = form_metadata.chw by uuid, reports counts rows` (GroupRewrite)
 REWRITE_BY = re.compile(r"^(\w+)\s*=\s*(\w+)\.(\w+)\s+by\s+(\w+)\s*,\s*(\w+)\s+counts\s+rows$")
+# `-- rewrite_stale: contactview_hierarchy: SELECT r.chw_uuid FROM {table} AS r …` (GroupRewrite)
+REWRITE_STALE = re.compile(r"^(\w+)\s*:\s*(SELECT\b.*\{table\}.*)$", re.IGNORECASE | re.DOTALL)
 # The data dictionary's tables (written by the dictionary asset, not by the catalog).
 DICTIONARY_RELATIONS: dict[str, tuple[str, ...]] = {CHOICES_TABLE: CHOICE_COLUMNS}
 # Relations the SQL may read that no SQL file defines, with their columns.
@@ -198,6 +200,8 @@ def group_rewrite(obj: SqlObject) -> GroupRewrite | None:
     """The object's `-- rewrite_by:` header: a rollup (`materialized: table`) of a relation it reads."""
     text = obj.config.get("rewrite_by")
     if text is None:
+        if "rewrite_stale" in obj.config:
+            raise SqlGraphError(obj.path, None, "rewrite_stale: only with rewrite_by")
         return None
     match = REWRITE_BY.match(text)
     if not match or obj.kind != "table" or match[2] not in obj.depends_on:
@@ -207,7 +211,18 @@ def group_rewrite(obj: SqlObject) -> GroupRewrite | None:
             "rewrite_by: expected `<column> = <relation read>.<column> by <its doc key>, <column> "
             f"counts rows` on a `materialized: table`; got {text!r}",
         )
-    return GroupRewrite(*match.groups())
+    stale = obj.config.get("rewrite_stale")
+    if stale is None:
+        return GroupRewrite(*match.groups())
+    followed = REWRITE_STALE.match(stale)
+    if not followed or followed[1] not in obj.depends_on or followed[1] == match[2]:
+        raise SqlGraphError(
+            obj.path,
+            None,
+            "rewrite_stale: expected `<another relation read>: SELECT <the groups> FROM {table} …`; "
+            f"got {stale!r}",
+        )
+    return GroupRewrite(*match.groups(), *followed.groups())
 
 
 def versioned_by_data(built: Buildable, version_sql: str, conn: psycopg.Connection) -> Buildable:

@@ -55,15 +55,14 @@ def key_problems(
     nulls = (
         " OR ".join(f"{quote_ident(column)} IS NULL" for column in key if column not in nullable) or "false"
     )
+    # One aggregate over the key: no copy of the rows, and a view's planner computes only the
+    # key columns (half the time of a CTE of the rows on contactview_person_fields).
     rows = conn.execute(
         f"""
-        WITH scoped AS MATERIALIZED (SELECT {columns_sql(key)} FROM {quote_ident(relation)} WHERE {where}),
-        repeated AS (
-            SELECT {key_text(key)} AS key FROM scoped WHERE NOT ({nulls})
-            GROUP BY {columns_sql(key)} HAVING count(*) > 1
-        )
-        SELECT (SELECT count(*) FROM repeated), (SELECT count(*) FROM scoped WHERE {nulls}),
-            ARRAY(SELECT 'repeated ' || key FROM repeated LIMIT {EXAMPLES})
+        SELECT count(*) FILTER (WHERE n > 1 AND NOT ({nulls})),
+            coalesce(sum(n) FILTER (WHERE {nulls}), 0)::bigint,
+            coalesce((array_agg('repeated ' || {key_text(key)}) FILTER (WHERE n > 1 AND NOT ({nulls})))[:{EXAMPLES}], '{{}}')
+        FROM (SELECT {columns_sql(key)}, count(*) AS n FROM {quote_ident(relation)} WHERE {where} GROUP BY {columns_sql(key)}) AS g
         """,
         params,
     ).fetchone()

@@ -28,15 +28,21 @@ class GroupRewrite:
     """`-- rewrite_by: chw_uuid = form_metadata.chw by uuid, reports counts rows`: a rollup of an
     incremental table (`source`) whose rows are rewritten by group (`column`, the source's
     `source_column`) when only the source moved: the groups of the source rows whose docs
-    (`source_key`: the raw doc `_id` of each row) changed. A report deleted or moved out of a
-    group leaves that group's rows behind: `counts`, summed over the rollup, must then equal
-    the source's row count, or the rollup is rebuilt in full."""
+    (`source_key`: the raw doc `_id` of each row) changed, and the groups whose `counts` no
+    longer sum to the source's rows of the group (a report deleted or moved out of it). Summed
+    over the rollup, `counts` must then equal the source's row count, or the rollup is rebuilt
+    in full."""
 
     column: str
     source: str
     source_column: str
     source_key: str
     counts: str
+    # `-- rewrite_stale: contactview_hierarchy: SELECT <column> FROM {table} …`: another relation
+    # the rollup reads (`followed`) whose changes rewrite the groups that query returns (the
+    # rows it made stale), instead of moving the rollup's inputs and so rebuilding it.
+    followed: str = ""
+    stale_sql: str = ""
 
 
 @dataclass(frozen=True)
@@ -394,8 +400,9 @@ def rewrite_groups(
     conn: psycopg.Connection, obj: Buildable, state: RefreshState, upto: int, dependents: Dependents
 ) -> IncrementalResult:
     """Rewrite the rollup's groups that hold the source rows of the docs changed since it was
-    built (up to `upto`); rebuilt in full when one of them has no group (NULL) or when a group
-    kept rows the source no longer has (its count column's sum is not the source's rows)."""
+    built (up to `upto`), and the groups whose counts no longer match the source's (a report
+    deleted or moved out of its group: its source row is gone, so no changed doc leads to the
+    group); rebuilt in full when one of them is NULL, or when the counts still differ."""
     rewrite = obj.rewrite
     assert rewrite is not None
     ids = changed_doc_ids(conn, state.change_seq, upto)
@@ -403,19 +410,33 @@ def rewrite_groups(
     if not ids:
         return IncrementalResult("unchanged", state.row_count, (), (), kept)
     source, table = quote_ident(rewrite.source), obj.qualified
-    groups = [
+    column, source_column = quote_ident(rewrite.column), quote_ident(rewrite.source_column)
+    counts = quote_ident(rewrite.counts)
+    groups = {
         row[0]
         for row in conn.execute(
-            f"SELECT DISTINCT {quote_ident(rewrite.source_column)} FROM {source} "
-            f"WHERE {quote_ident(rewrite.source_key)} = ANY(%s)",
+            f"SELECT DISTINCT {source_column} FROM {source} WHERE {quote_ident(rewrite.source_key)} = ANY(%s)",
             (ids,),
         )
-    ]
+    }
+    if rewrite.stale_sql:
+        groups |= {row[0] for row in conn.execute(rewrite.stale_sql.replace("{table}", table))}
+    # Counted per group on both sides (integers only: far cheaper than the rollup's query).
+    groups |= {
+        row[0]
+        for row in conn.execute(
+            f"SELECT coalesce(r.g, s.g) FROM "
+            f"(SELECT {column} AS g, sum({counts}) AS n FROM {table} WHERE {column} IS NOT NULL GROUP BY 1) AS r "
+            f"FULL JOIN (SELECT {source_column} AS g, count(*) AS n FROM {source} "
+            f"WHERE {source_column} IS NOT NULL GROUP BY 1) AS s ON s.g = r.g WHERE r.n IS DISTINCT FROM s.n "
+            f"UNION ALL SELECT NULL WHERE (SELECT coalesce(sum({counts}), 0) FROM {table} WHERE {column} IS NULL) "
+            f"<> (SELECT count(*) FROM {source} WHERE {source_column} IS NULL)"
+        )
+    }
     if None not in groups:
-        result = rewrite_rows(conn, obj, groups, state.row_count)
+        result = rewrite_rows(conn, obj, sorted(groups), state.row_count)
         counted, rows = conn.execute(
-            f"SELECT (SELECT coalesce(sum({quote_ident(rewrite.counts)}), 0) FROM {table}), "
-            f"(SELECT count(*) FROM {source})"
+            f"SELECT (SELECT coalesce(sum({counts}), 0) FROM {table}), (SELECT count(*) FROM {source})"
         ).fetchone()
         if counted == rows:
             version = fresh_token() if result.rewritten_ids else kept
@@ -433,12 +454,17 @@ def table_inputs(
     source: RefreshState | None = None,
 ) -> str | None:
     """The version of what a view, function or rollup reads. A rollup kept by groups leaves its
-    source (whose refresh state is `source`) out, followed by changes, but not the source's
-    code: a source rebuilt by new code may differ in every row."""
+    source (whose refresh state is `source`) and the relation it follows out, their changes
+    followed group by group, but not their code: rebuilt by new code, they may differ in
+    every row."""
     code = obj.code_version
     if obj.rewrite is not None:
-        code = digest([code, source.code_version if source is not None else ""])
-        reads = [name for name in reads if name != obj.rewrite.source]
+        parts = [code, source.code_version if source is not None else ""]
+        if followed := obj.rewrite.followed:
+            state = read_state(conn, followed)
+            parts.append(state.code_version if state is not None else "")
+        code = digest(parts)
+        reads = [name for name in reads if name not in (obj.rewrite.source, followed)]
     return inputs_version(conn, code, reads, [obj.sql], raw_seq, daily=obj.kind == "table")
 
 

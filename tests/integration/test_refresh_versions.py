@@ -168,6 +168,18 @@ def test_raw_docs_filters_cover_what_their_objects_read(generated: Deployment) -
     assert_raw_docs_cover_what_they_read(generated.pg_url)
 
 
+def test_each_raw_docs_filter_selects_by_an_index_not_by_reading_every_doc(generated: Deployment) -> None:
+    """What a filtered object reads (and its docs_seq, and the checks of a view over it) is
+    found by an index of the raw docs: the type, the translation ids, the settings id. Without
+    one, every read of one kind of doc detoasted every doc to read its type."""
+    with psycopg.connect(generated.pg_url) as conn:
+        conn.execute("SET enable_seqscan = off")  # still chosen when no index can serve
+        for obj in filtered_objects():
+            query = f"EXPLAIN SELECT _id FROM raw.couchdb_docs WHERE {obj.config['raw_docs']}"
+            plan = "\n".join(row[0] for row in conn.execute(query))
+            assert "Seq Scan" not in plan, (obj.name, plan)
+
+
 def seqs_now(deployment: Deployment) -> dict[str, str]:
     return {
         db: seq_text(CouchClient(deployment.couch_url, db).db_info()["update_seq"]) for db in deployment.dbs
@@ -427,20 +439,32 @@ def test_a_new_report_moves_what_reads_it_and_the_rest_stays(generated: Deployme
         assert differs_from_its_sql(generated.pg_url, name) == 0, name
 
 
-def test_a_report_moved_to_an_unknown_submitter_or_deleted_rebuilds_the_chw_rollup(
+def test_a_report_moved_to_an_unknown_submitter_or_deleted_rewrites_the_chws_it_left(
     generated: Deployment,
 ) -> None:
-    """A report that leaves a CHW (another submitter, deleted) leaves that CHW's rows behind in
-    a rewrite by the changed reports' CHWs: the rollup's reports no longer sum to form_metadata's
-    rows, and it is rebuilt. The reference check, over the rewritten reports only between its
-    hourly whole-table runs, finds the submitter that is no contact at once, keeps it while
-    other reports change, and lets it go when the report goes."""
+    """A report that leaves a CHW (another submitter, deleted) is no longer in that CHW's
+    source rows, so no changed doc leads to the CHW: the groups whose counts no longer match
+    form_metadata's are rewritten along, every other CHW's rows kept. A report without a
+    submitter (a NULL group) rebuilds the rollup. The reference check, over the rewritten
+    reports only between its hourly whole-table runs, finds the submitter that is no contact
+    at once, keeps it while other reports change, and lets it go when the report goes."""
     is_assessment = lambda d: d.get("type") == "data_record" and d.get("form") == "assessment"  # noqa: E731
-    moved = edit(generated, is_assessment, lambda d: d["contact"].update(_id="no-such-contact"))
+    activity = chw_rows(generated.pg_url)
+    left: list[str] = []
+    moved = edit(
+        generated,
+        is_assessment,
+        lambda d: (left.append(d["contact"]["_id"]), d["contact"].update(_id="no-such-contact")),
+    )
     result = materialize(generated)
     assert_all_passed(result, warnings=False)
-    assert modes(result)["useview_chw_activity"] == "rebuilt"
+    assert modes(result)["useview_chw_activity"] == "incremental"
     assert differs_from_its_sql(generated.pg_url, "useview_chw_activity") == 0
+    after = chw_rows(generated.pg_url)
+    assert after[left[0]].isdisjoint(activity[left[0]]), "the CHW the report left: rewritten"
+    assert {c: x for c, x in after.items() if c not in (left[0], "no-such-contact")} == {
+        c: x for c, x in activity.items() if c != left[0]
+    }
     reference = check_metadata(result, "data_record", "contact_uuid_is_a_contact")
     assert (reference["count"], reference["scoped_to_keys"]) == (1, 1)
     assert moved["_id"] in reference["examples"][0]
@@ -456,14 +480,51 @@ def test_a_report_moved_to_an_unknown_submitter_or_deleted_rebuilds_the_chw_roll
     assert (reference["count"], reference["scoped_to_keys"]) == (1, 1), "the other report's finding stands"
     assert moved["_id"] in reference["examples"][0]
 
+    before = chw_rows(generated.pg_url)
     client = generated.client()
     assert "ok" in client.bulk_docs([{**client.get_doc(moved["_id"]), "_deleted": True}])[0]
     result = materialize(generated)
     assert_all_passed(result)
-    assert modes(result)["useview_chw_activity"] == "rebuilt"
+    assert modes(result)["useview_chw_activity"] == "incremental"
     assert differs_from_its_sql(generated.pg_url, "useview_chw_activity") == 0
+    after = chw_rows(generated.pg_url)
+    assert "no-such-contact" in before and "no-such-contact" not in after, "the group the report left"
+    assert after == {c: x for c, x in before.items() if c != "no-such-contact"}
     reference = check_metadata(result, "data_record", "contact_uuid_is_a_contact")
     assert (reference["count"], reference["scoped_to_keys"]) == (0, 1)
+
+    edit(generated, is_assessment, lambda d: d.pop("contact"))
+    result = materialize(generated)
+    assert modes(result)["useview_chw_activity"] == "rebuilt"
+    assert differs_from_its_sql(generated.pg_url, "useview_chw_activity") == 0
+
+
+def test_a_place_renamed_rewrites_the_chws_below_it_in_the_chw_rollup(generated: Deployment) -> None:
+    """The hierarchy moved: the CHW rollup rewrites the rows of the CHWs whose place names it
+    changed (its `rewrite_stale` query), not every CHW's."""
+    activity = chw_rows(generated.pg_url)
+    with psycopg.connect(generated.pg_url) as conn:
+        (place,) = conn.execute(
+            "SELECT health_center_uuid FROM useview_chw_activity WHERE health_center_uuid IS NOT NULL LIMIT 1"
+        ).fetchone()
+    renamed = edit(generated, lambda d: d["_id"] == place, lambda d: d.update(name=f"{d['name']} (renamed)"))
+    result = materialize(generated)
+    assert_all_passed(result)
+    assert modes(result)["useview_chw_activity"] == "incremental"
+    assert differs_from_its_sql(generated.pg_url, "useview_chw_activity") == 0
+    with psycopg.connect(generated.pg_url) as conn:
+        below = {
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT chw_uuid FROM useview_chw_activity WHERE health_center_name = %s",
+                (renamed["name"],),
+            )
+        }
+    after = chw_rows(generated.pg_url)
+    assert below and all(after[chw].isdisjoint(activity[chw]) for chw in below)
+    assert {c: x for c, x in after.items() if c not in below} == {
+        c: x for c, x in activity.items() if c not in below
+    }
 
 
 def test_a_person_edited_rebuilds_the_population(generated: Deployment) -> None:

@@ -885,3 +885,37 @@ def test_a_rollup_kept_by_groups_names_a_relation_it_reads_its_doc_key_and_its_c
     graph = load(tmp_path, {"useviews/t.sql": bad})
     with pytest.raises(SqlGraphError, match="rewrite_by: expected"):
         static_entry(graph.objects["t"])
+
+
+@pytest.mark.parametrize(
+    ("header", "error"),
+    [
+        ("form_metadata: SELECT chw_uuid FROM {table}", "rewrite_stale: expected"),  # the source itself
+        ("other: SELECT chw_uuid FROM {table}", "rewrite_stale: expected"),  # a relation it does not read
+        ("place: SELECT chw_uuid FROM t", "rewrite_stale: expected"),  # not over the rollup
+        (None, "rewrite_stale: only with rewrite_by"),
+    ],
+)
+def test_a_rollup_follows_another_relation_it_reads_by_a_query_over_itself(
+    tmp_path: Path, header: str | None, error: str
+) -> None:
+    rewrite_by = "-- rewrite_by: chw_uuid = form_metadata.chw by uuid, reports counts rows\n"
+    text = (
+        f"-- materialized: table\n-- unique_key: chw_uuid\n{rewrite_by}"
+        "-- rewrite_stale: place: SELECT r.chw_uuid FROM {table} AS r JOIN place AS p ON p.uuid = r.chw_uuid "
+        "WHERE p.name IS DISTINCT FROM r.name\n"
+        "SELECT f.chw AS chw_uuid, p.name, count(*) AS reports FROM form_metadata AS f "
+        "LEFT JOIN place AS p ON p.uuid = f.chw GROUP BY f.chw, p.name\n"
+    )
+    files = {
+        "base/form_metadata.sql": "SELECT 'a' AS uuid, 'b' AS chw\n",
+        "base/place.sql": "SELECT 'b' AS uuid, 'c' AS name\n",
+        "useviews/t.sql": text,
+    }
+    rewrite = static_entry(load(tmp_path, files).objects["t"]).build(None).rewrite
+    assert (rewrite.source, rewrite.followed) == ("form_metadata", "place")
+    assert rewrite.stale_sql.startswith("SELECT r.chw_uuid FROM {table} AS r")
+    stale = text.split("-- rewrite_stale: ")[1].split("\n")[0]
+    bad = text.replace(stale, header) if header else text.replace(rewrite_by, "")
+    with pytest.raises(SqlGraphError, match=error):
+        static_entry(load(tmp_path, {**files, "useviews/t.sql": bad}).objects["t"])
