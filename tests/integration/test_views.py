@@ -20,6 +20,7 @@ from cht_assets.demo.xform import FORM_NAMES
 from cht_assets.warehouse.comments import comment_statements, read_comments
 from tests.integration.pipeline import Deployment, materialize, metadata, new_deployment
 from tests.support import oracles_base
+from tests.support.oracles_activity import telemetry_date
 from tests.support.oracles_maternal import maternal_oracle
 
 SEED, HOUSEHOLDS = 7, 40
@@ -204,6 +205,31 @@ def check_telemetry(deployment: Deployment) -> None:
     )
     assert query(deployment.pg_url, "SELECT count(*) FROM useview_telemetry_metrics") == [(metrics,)]
     assert query(deployment.pg_url, "SELECT count(*) FROM useview_telemetry") == [(len(telemetry),)]
+    check_telemetry_devices(deployment, telemetry)
+
+
+def check_telemetry_devices(deployment: Deployment, telemetry: list[dict]) -> None:
+    """useview_telemetry_devices: per device and user, the doc of the earliest day (NULL days
+    last; a tie may give either doc), its device fields and local doc count."""
+    earliest: dict[tuple, list[tuple]] = {}
+    for doc in telemetry:
+        meta, device = doc.get("metadata") or {}, (doc.get("device") or {}).get("deviceInfo") or {}
+        day = telemetry_date(meta)
+        found = (
+            day,
+            (device.get("hardware") or {}).get("model"),
+            str((doc.get("dbInfo") or {}).get("doc_count")),
+        )
+        earliest.setdefault((meta.get("deviceId"), meta.get("user")), []).append(found)
+    rows = query(
+        deployment.pg_url,
+        "SELECT device_id, user_name, period_start, device_model, doc_count FROM useview_telemetry_devices",
+    )
+    assert len(rows) == len(earliest) > 0
+    for device_id, user, day, model, doc_count in rows:
+        docs = earliest[(device_id, user)]
+        first = min((d for d, *_ in docs), key=lambda d: (d is None, d))
+        assert (day, model, doc_count) in [d for d in docs if d[0] == first], (device_id, user)
 
 
 def choice_words(xml: str, ref: str) -> dict[str, str]:
