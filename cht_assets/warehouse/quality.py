@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -55,20 +55,59 @@ def key_problems(
     nulls = (
         " OR ".join(f"{quote_ident(column)} IS NULL" for column in key if column not in nullable) or "false"
     )
-    # One aggregate over the key: no copy of the rows, and a view's planner computes only the
-    # key columns (half the time of a CTE of the rows on contactview_person_fields).
-    rows = conn.execute(
+    hashed = jsonb_columns(conn, relation, key)
+    if hashed:
+        # Equal docs hash equal: when no two rows share a key's hashes, no key repeats. A whole
+        # doc's hash costs one read of it; grouping by the doc compares docs, each comparison
+        # decompressing both (raw_contacts: 3.1 s at 1 000 000 docs).
+        duplicates, null_rows, _ = repeated_keys(conn, relation, key, where, params, nulls, hashed)
+        if duplicates == 0:
+            return Finding(
+                null_rows, ["NULL key"] if null_rows else [], {"duplicates": 0, "nulls": null_rows}
+            )
+    duplicates, null_rows, examples = repeated_keys(conn, relation, key, where, params, nulls)
+    examples += ["NULL key"] if null_rows else []
+    return Finding(duplicates + null_rows, examples, {"duplicates": duplicates, "nulls": null_rows})
+
+
+def jsonb_columns(conn: psycopg.Connection, relation: str, columns: Sequence[str]) -> set[str]:
+    found = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = ANY(%s) "
+        "AND atttypid = 'jsonb'::regtype AND NOT attisdropped",
+        (quote_ident(relation), list(columns)),
+    )
+    return {row[0] for row in found}
+
+
+def repeated_keys(
+    conn: psycopg.Connection,
+    relation: str,
+    key: Sequence[str],
+    where: str,
+    params: dict | None,
+    nulls: str,
+    hashed: Collection[str] = (),
+) -> tuple[int, int, list[str]]:
+    """Repeated keys, rows with a NULL key column and examples of the first, in one aggregate
+    over the key (or over the hashes of its `hashed` columns): no copy of the rows, and a view's
+    planner computes only the key columns."""
+    grouped = ", ".join(
+        f"jsonb_hash_extended({quote_ident(column)}, 0) AS {quote_ident(column)}"
+        if column in hashed
+        else quote_ident(column)
+        for column in key
+    )
+    positions = ", ".join(str(position) for position in range(1, len(key) + 1))
+    duplicates, null_rows, examples = conn.execute(
         f"""
         SELECT count(*) FILTER (WHERE n > 1 AND NOT ({nulls})),
             coalesce(sum(n) FILTER (WHERE {nulls}), 0)::bigint,
             coalesce((array_agg('repeated ' || {key_text(key)}) FILTER (WHERE n > 1 AND NOT ({nulls})))[:{EXAMPLES}], '{{}}')
-        FROM (SELECT {columns_sql(key)}, count(*) AS n FROM {quote_ident(relation)} WHERE {where} GROUP BY {columns_sql(key)}) AS g
+        FROM (SELECT {grouped}, count(*) AS n FROM {quote_ident(relation)} WHERE {where} GROUP BY {positions}) AS g
         """,
         params,
     ).fetchone()
-    duplicates, null_rows, examples = rows
-    examples += ["NULL key"] if null_rows else []
-    return Finding(duplicates + null_rows, examples, {"duplicates": duplicates, "nulls": null_rows})
+    return duplicates, null_rows, examples
 
 
 def parity(

@@ -4,6 +4,7 @@ in full (a rollup)."""
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -275,11 +276,24 @@ def rebuild_table(conn: psycopg.Connection, obj: Buildable, dependents: Dependen
     return "created", rows
 
 
+# The doc ids changed in a window, by session: every incremental object of a run asks for the
+# same window (its last refresh up to the committed change_seq), ~12 ms each at 1 000 000 docs.
+# No write can enter a window below the committed change_seq; a doc written again since leaves
+# it, and a kept answer then holds an id more, whose rows are rewritten as they already are.
+CHANGED_IDS: weakref.WeakKeyDictionary[psycopg.Connection, dict[tuple[int, int], list[str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def changed_doc_ids(conn: psycopg.Connection, after: int, upto: int) -> list[str]:
-    rows = conn.execute(
-        "SELECT DISTINCT _id FROM raw.couchdb_docs WHERE change_seq > %s AND change_seq <= %s", (after, upto)
-    ).fetchall()
-    return [row[0] for row in rows]
+    windows = CHANGED_IDS.setdefault(conn, {})
+    if (after, upto) not in windows:
+        rows = conn.execute(
+            "SELECT DISTINCT _id FROM raw.couchdb_docs WHERE change_seq > %s AND change_seq <= %s",
+            (after, upto),
+        ).fetchall()
+        windows[(after, upto)] = [row[0] for row in rows]
+    return windows[(after, upto)]
 
 
 @dataclass(frozen=True)

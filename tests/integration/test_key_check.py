@@ -2,6 +2,7 @@
 rows: repeated keys, NULL key columns, a nullable key column, a scope of doc ids."""
 
 import collections
+import json
 import random
 
 import psycopg
@@ -55,3 +56,23 @@ def test_the_key_check_counts_what_python_counts(pg_url: str) -> None:
         )
         clean = quality.key_problems(conn, "keyed", ("a", "b"))
         assert (clean.count, clean.examples) == (0, [])
+
+
+def test_a_doc_key_is_checked_by_its_hash_first_and_repeats_found_exactly(pg_url: str) -> None:
+    """A jsonb key (raw_contacts' `doc`): hashes first, the docs compared only when two hash
+    alike; equal docs as PostgreSQL compares them (1.0 = 1, keys in any order)."""
+    docs = [{"_id": f"c{i}", "name": f"n{i % 7}"} for i in range(500)]
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("CREATE TEMP TABLE contacts (doc jsonb)")
+        with conn.cursor().copy("COPY contacts (doc) FROM STDIN") as copy:
+            for doc in docs:
+                copy.write_row([json.dumps(doc)])
+        clean = quality.key_problems(conn, "contacts", ("doc",))
+        assert (clean.count, clean.details) == (0, {"duplicates": 0, "nulls": 0})
+        conn.execute("""INSERT INTO contacts VALUES ('{"name": "n3", "_id": "c3"}'), (NULL), (NULL)""")
+        conn.execute("""INSERT INTO contacts VALUES ('{"_id": "x", "v": 1}'), ('{"_id": "x", "v": 1.0}')""")
+        found = quality.key_problems(conn, "contacts", ("doc",))
+        assert found.details == {"duplicates": 2, "nulls": 2}
+        assert (
+            sum(e.startswith("repeated ") for e in found.examples) == 2 and found.examples[-1] == "NULL key"
+        )
