@@ -32,11 +32,11 @@ CREATE TABLE IF NOT EXISTS raw.couchdb_docs (
 );
 CREATE INDEX IF NOT EXISTS couchdb_docs_change_seq ON raw.couchdb_docs (change_seq);
 CREATE INDEX IF NOT EXISTS couchdb_docs_id ON raw.couchdb_docs (_id);
--- The deployment's few user and form docs, which plain views (useview_user, useview_task_monthly,
--- useview_form_label) look up in every query: without it each chart scanned every doc.
 -- Views, their checks and rollups select docs by type: without it each read of one kind of
 -- doc (telemetry, tasks, contacts) scanned every doc, detoasting each to read its type.
 CREATE INDEX IF NOT EXISTS couchdb_docs_type ON raw.couchdb_docs ((doc ->> 'type'));
+-- The deployment's few user and form docs, which plain views (useview_user, useview_task_monthly,
+-- useview_form_label) look up in every query: without it each chart scanned every doc.
 CREATE INDEX IF NOT EXISTS couchdb_docs_user_form ON raw.couchdb_docs ((doc ->> 'type'), _id)
     WHERE doc ->> 'type' IN ('user-settings', 'user', 'form');
 -- The translation docs (`messages-<lang>`): LIKE cannot use the _id index under a collation
