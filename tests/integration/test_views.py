@@ -215,10 +215,11 @@ def check_telemetry_devices(deployment: Deployment, telemetry: list[dict]) -> No
     for doc in telemetry:
         meta, device = doc.get("metadata") or {}, (doc.get("device") or {}).get("deviceInfo") or {}
         day = telemetry_date(meta)
+        doc_count = (doc.get("dbInfo") or {}).get("doc_count")
         found = (
             day,
             (device.get("hardware") or {}).get("model"),
-            str((doc.get("dbInfo") or {}).get("doc_count")),
+            None if doc_count is None else str(doc_count),
         )
         earliest.setdefault((meta.get("deviceId"), meta.get("user")), []).append(found)
     rows = query(
@@ -228,7 +229,7 @@ def check_telemetry_devices(deployment: Deployment, telemetry: list[dict]) -> No
     assert len(rows) == len(earliest) > 0
     for device_id, user, day, model, doc_count in rows:
         docs = earliest[(device_id, user)]
-        first = min((d for d, *_ in docs), key=lambda d: (d is None, d))
+        first = min((d for d, *_ in docs), key=lambda d: (d is None, d or date.min))
         assert (day, model, doc_count) in [d for d in docs if d[0] == first], (device_id, user)
 
 
