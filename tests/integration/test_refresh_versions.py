@@ -450,20 +450,16 @@ def test_a_report_moved_to_an_unknown_submitter_or_deleted_rewrites_the_chws_it_
     at once, keeps it while other reports change, and lets it go when the report goes."""
     is_assessment = lambda d: d.get("type") == "data_record" and d.get("form") == "assessment"  # noqa: E731
     activity = chw_rows(generated.pg_url)
-    left: list[str] = []
-    moved = edit(
-        generated,
-        is_assessment,
-        lambda d: (left.append(d["contact"]["_id"]), d["contact"].update(_id="no-such-contact")),
-    )
+    left = next(d for d in generated.docs() if is_assessment(d))["contact"]["_id"]  # the one edit picks
+    moved = edit(generated, is_assessment, lambda d: d["contact"].update(_id="no-such-contact"))
     result = materialize(generated)
     assert_all_passed(result, warnings=False)
     assert modes(result)["useview_chw_activity"] == "incremental"
     assert differs_from_its_sql(generated.pg_url, "useview_chw_activity") == 0
     after = chw_rows(generated.pg_url)
-    assert after[left[0]].isdisjoint(activity[left[0]]), "the CHW the report left: rewritten"
-    assert {c: x for c, x in after.items() if c not in (left[0], "no-such-contact")} == {
-        c: x for c, x in activity.items() if c != left[0]
+    assert after[left].isdisjoint(activity[left]), "the CHW the report left: rewritten"
+    assert {c: x for c, x in after.items() if c not in (left, "no-such-contact")} == {
+        c: x for c, x in activity.items() if c != left
     }
     reference = check_metadata(result, "data_record", "contact_uuid_is_a_contact")
     assert (reference["count"], reference["scoped_to_keys"]) == (1, 1)
