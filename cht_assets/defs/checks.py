@@ -17,16 +17,32 @@ SEVERITY = {
 }
 
 
+# The checks run in their asset's step, but the view layers' step can subset: to the automation
+# each check is then an entity of its own, requested only by a condition of its own. Without it
+# a check would never "be requested" with its asset, and what reads the asset (its condition
+# wants every upstream blocking check passed or requested) would wait a tick for the pass.
+WITH_ITS_ASSET = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested()).with_label(
+    "with its asset"
+)
+
+
 def check_specs_for(obj: SqlObject, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec(check.name, asset=asset_key, blocking=check.blocking, description=check.description)
+        dg.AssetCheckSpec(
+            check.name,
+            asset=asset_key,
+            blocking=check.blocking,
+            description=check.description,
+            automation_condition=WITH_ITS_ASSET,
+        )
         for check in checks.declared_checks(obj)
     ]
 
 
-def check_result(outcome: checks.Outcome) -> dg.AssetCheckResult:
+def check_result(outcome: checks.Outcome, asset_key: dg.AssetKey) -> dg.AssetCheckResult:
     check, finding = outcome.check, outcome.finding
     return dg.AssetCheckResult(
+        asset_key=asset_key,
         check_name=check.name,
         passed=finding.count == 0,
         severity=SEVERITY[check.severity],
@@ -44,6 +60,7 @@ def check_result(outcome: checks.Outcome) -> dg.AssetCheckResult:
 def run_checks(
     conn: psycopg.Connection,
     obj: SqlObject,
+    asset_key: dg.AssetKey,
     built: Buildable,
     result: RefreshResult,
     log: dg.DagsterLogManager,
@@ -53,5 +70,5 @@ def run_checks(
         check, finding = outcome.check, outcome.finding
         if finding.count and not outcome.carried:
             log.warning(f"{obj.name}: check {check.name} found {finding.count} (e.g. {finding.examples[:3]})")
-        results.append(check_result(outcome))
+        results.append(check_result(outcome, asset_key))
     return results

@@ -343,7 +343,8 @@ def build_superset_assets(
 def published_datasets(view_assets: Sequence[dg.AssetsDefinition]) -> list[DatasetSource]:
     """Every contactview, formview and useview becomes a dataset; functions and compat do not."""
     return [
-        DatasetSource(tuple(asset.key.path), "public", asset.key.path[-1])
+        DatasetSource(tuple(key.path), "public", key.path[-1])
         for asset in view_assets
-        if asset.key.path[0] in PUBLISHED_LAYERS and asset.key.path[-1].startswith(PUBLISHED_PREFIXES)
+        for key in asset.keys
+        if key.path[0] in PUBLISHED_LAYERS and key.path[-1].startswith(PUBLISHED_PREFIXES)
     ]

@@ -93,9 +93,11 @@ def materialize_only(deployment: Deployment, names: Iterable[str]) -> dg.Execute
     assets = support.location_assets()
     wanted = set(names)
     keys = [
-        asset.key
+        key
         for asset in assets
-        if isinstance(asset, dg.AssetsDefinition) and asset.key.path[-1] in wanted
+        if isinstance(asset, dg.AssetsDefinition)
+        for key in asset.keys
+        if key.path[-1] in wanted
     ]
     return support.materialize(assets, deployment.resources(), selection=keys)
 

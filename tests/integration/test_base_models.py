@@ -62,9 +62,11 @@ def materialize_base(deployment: Deployment) -> dg.ExecuteInProcessResult:
         catalog = build_catalog([], schemas=layer_schemas(load_settings()))
         assets = [*build_raw_assets(), *build_view_assets(catalog)]
         selection = [
-            asset.key
+            key
             for asset in assets
-            if isinstance(asset, dg.AssetsDefinition) and asset.key.path[0] in {"functions", "base"}
+            if isinstance(asset, dg.AssetsDefinition)
+            for key in asset.keys
+            if key.path[0] in {"functions", "base"}
         ]
         return support.materialize(assets, resources, instance=instance, selection=selection)
 

@@ -53,7 +53,9 @@ def check_results(conn: psycopg.Connection, name: str) -> dict[str, dg.AssetChec
     key = obj.unique_key or ("uuid",)
     built = Buildable(obj.name, obj.layer, obj.kind, obj.sql, obj.code_version, key, key[0])
     result = RefreshResult(obj.name, "rebuilt", 0, None, 0.0)
-    found = check_wiring.run_checks(conn, obj, built, result, dg.get_dagster_logger())
+    found = check_wiring.run_checks(
+        conn, obj, dg.AssetKey([obj.layer, name]), built, result, dg.get_dagster_logger()
+    )
     return {check.check_name: check for check in found}
 
 

@@ -51,11 +51,21 @@ def test_one_failing_object_fails_alone(sql_root: Path, couch_server, pg_url: st
     with dagster_instance() as instance:
         assets = location_assets()
         result = dg.materialize(assets, resources=resources, instance=instance, raise_on_error=False)
-    failed = {event.step_key for event in result.get_step_failure_events()}
+    (failure,) = result.get_step_failure_events()
     done = {event.asset_key.path[-1] for event in result.get_asset_materialization_events()}
-    # useview_pregnancy reads formview_pregnancy, which exists once a pregnancy form is synced:
-    # until then it waits, it does not fail.
-    assert failed == {"useviews__useview_broken"}
-    assert "useview_pregnancy" not in done
-    assert "useview_after_broken" not in done  # skipped: its upstream failed
+    # One step builds the view layers: the broken object fails it, after every object that does
+    # not read the broken one was built. useview_pregnancy reads formview_pregnancy, which exists
+    # once a pregnancy form is synced: until then it waits, it does not fail.
+    assert failure.step_key == views.VIEW_LAYERS_OP
+    message = failure.step_failure_data.error.message
+    assert "useview_broken: " in message and "no_such_column" in message
+    assert "useview_after_broken" not in message  # not attempted: it reads the broken one
+    layers = [
+        a for a in assets if isinstance(a, dg.AssetsDefinition) and a.node_def.name == views.VIEW_LAYERS_OP
+    ]
+    specs = {spec.key.path[-1]: spec for spec in views.view_specs(layers)}
+    waiting = {name for name, spec in specs.items() if spec.tags.get(views.WAITING_TAG)}
+    assert "useview_pregnancy" in waiting and not waiting & done
+    assert {"useview_broken", "useview_after_broken"}.isdisjoint(done)
+    assert set(specs) - waiting - {"useview_broken", "useview_after_broken"} <= done
     assert {"contactview_metadata", "contactview_hierarchy", "useview_chw_activity", "form_metadata"} <= done

@@ -677,7 +677,7 @@ def demo(
                 specs=[spec for spec in load_dashboards() if spec.slug in SLUGS],
                 database=superset_connection(pg_url),
                 relations=[s.relation for s in sources],
-                layers=collections.Counter(a.key.path[0] for a in view_assets),
+                layers=collections.Counter(key.path[0] for a in view_assets for key in a.keys),
                 synced=synced,
                 managers=managers,
             )

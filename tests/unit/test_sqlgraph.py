@@ -813,13 +813,10 @@ def test_every_view_layer_asset_of_the_code_location_has_a_check(monkeypatch: py
     from tests.unit.test_catalog import demo_forms
 
     def unchecked(forms: list) -> tuple[set[str], list[str]]:
-        views = [
-            asset
-            for asset in build_view_assets(build_catalog(forms))
-            if asset.group_names_by_key[asset.key] in VIEW_GROUPS
-        ]
-        names = {asset.key.path[-1] for asset in views}
-        return names, [asset.key.to_user_string() for asset in views if not list(asset.check_specs)]
+        (views,) = build_view_assets(build_catalog(forms))
+        keys = [key for key in views.keys if views.group_names_by_key[key] in VIEW_GROUPS]
+        checked = {spec.asset_key for spec in views.check_specs}
+        return {key.path[-1] for key in keys}, [key.to_user_string() for key in keys if key not in checked]
 
     names, without_checks = unchecked(demo_forms())
     assert {"raw_contacts", "contactview_hierarchy", "contactview_clinic", "form_metadata"} <= names
