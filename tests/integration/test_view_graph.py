@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 import pytest
 
 from cht_assets.defs import views
@@ -69,3 +70,40 @@ def test_one_failing_object_fails_alone(sql_root: Path, couch_server, pg_url: st
     assert {"useview_broken", "useview_after_broken"}.isdisjoint(done)
     assert set(specs) - waiting - {"useview_broken", "useview_after_broken"} <= done
     assert {"contactview_metadata", "contactview_hierarchy", "useview_chw_activity", "form_metadata"} <= done
+
+
+def test_a_failed_blocking_check_holds_what_reads_the_object_in_the_same_run(
+    sql_root: Path, couch_server, pg_url: str, monkeypatch
+) -> None:
+    """The view layers are one step: an object whose blocking check fails is materialized (its
+    check says what is wrong) but what reads it is not built in that run; the rest is, and the
+    run fails naming the check."""
+    (sql_root / "useviews" / "useview_doubled.sql").write_text(
+        "-- materialized: view\n-- unique_key: uuid\n"
+        "SELECT uuid FROM contactview_metadata UNION ALL SELECT uuid FROM contactview_metadata\n"
+    )
+    (sql_root / "useviews" / "useview_reads_doubled.sql").write_text(
+        "-- materialized: view\nSELECT uuid FROM useview_doubled\n"
+    )
+    deployment = new_deployment(couch_server.url, pg_url, monkeypatch)
+    for suffix in SUFFIXES:
+        deployment.client(suffix).create_db()
+    deployment.client().bulk_docs([{"_id": "hc", "type": "health_center", "name": "Area"}])
+    resources = {"couchdb": CouchDBResource(url=couch_server.url), "postgres": PostgresResource(url=pg_url)}
+    with dagster_instance() as instance:
+        result = dg.materialize(
+            location_assets(), resources=resources, instance=instance, raise_on_error=False
+        )
+    done = {event.asset_key.path[-1] for event in result.get_asset_materialization_events()}
+    failed_checks = {
+        (c.asset_key.path[-1], c.check_name) for c in result.get_asset_check_evaluations() if not c.passed
+    }
+    (failure,) = result.get_step_failure_events()
+    assert not result.success and failure.step_key == views.VIEW_LAYERS_OP
+    assert "useviews/useview_doubled: unique_key" in failure.step_failure_data.error.message
+    assert ("useview_doubled", "unique_key") in failed_checks
+    assert "useview_doubled" in done and "useview_reads_doubled" not in done
+    assert {"contactview_metadata", "contactview_hierarchy", "useview_chw_activity", "useview_user"} <= done
+    with psycopg.connect(pg_url) as conn:
+        held = conn.execute("SELECT to_regclass('useview_reads_doubled')").fetchone()[0]
+    assert held is None  # never built
