@@ -31,8 +31,8 @@ defs = with_operations(
         jobs=[adopt_job()],
         sensors=[forms_sensor(catalog, load_ops_settings())],
         resources={**resources(), "superset": SupersetResource()},
-        # Views refresh in a fraction of a second each: one process per step would cost more
-        # than the work.
+        # The steps are short (a replica's changes, the view layers' changed objects): a process
+        # per step would cost more than the work.
         executor=dg.in_process_executor,
     )
 )

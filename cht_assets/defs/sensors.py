@@ -13,7 +13,7 @@ loads the code location afresh) doubled the time from a CouchDB write to the use
 those the changed docs reach join (read from `_changes` before the run, up to PREDICTED_CHANGES;
 cht_assets.warehouse.reach), with what reads them: a new report refreshes its form's tables and
 what reads them, not the contacts or the translations, and the run pays Dagster's fixed cost
-(its events per step and check) for those only. The run is tagged REACHED_TAG, so the automation
+(its events per asset and check) for those only. The run is tagged REACHED_TAG, so the automation
 does not follow its replica's update with the other views. Dagster
 applies the same rules in the run as the automation would between runs: a view runs only when
 the blocking checks upstream of it passed. Superset assets still follow in runs of their own.

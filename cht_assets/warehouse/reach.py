@@ -5,7 +5,7 @@ the doc's database without a filter. What reads those objects follows from the g
 
 The update_seq sensor asks this before the replication runs (cht_assets.defs.sensors): a new
 report then refreshes the report's tables and what reads them, not the contacts, the users or
-the translations, and a run's fixed cost (Dagster's events per step and check) shrinks with it.
+the translations, and a run's fixed cost (Dagster's events per asset and check) shrinks with it.
 """
 
 from __future__ import annotations
