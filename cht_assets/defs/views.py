@@ -292,8 +292,3 @@ def build_view_assets(catalog: ViewCatalog | None = None) -> list[dg.AssetsDefin
     now), all computed by one subsettable step."""
     catalog = catalog or load_catalog()
     return [view_layers_asset(catalog, load_settings().couchdb_dbs)]
-
-
-def view_specs(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetSpec]:
-    """Each object's spec, in build order."""
-    return [spec for asset in assets for spec in asset.specs]

@@ -64,7 +64,7 @@ def test_one_failing_object_fails_alone(sql_root: Path, couch_server, pg_url: st
     layers = [
         a for a in assets if isinstance(a, dg.AssetsDefinition) and a.node_def.name == views.VIEW_LAYERS_OP
     ]
-    specs = {spec.key.path[-1]: spec for spec in views.view_specs(layers)}
+    specs = {spec.key.path[-1]: spec for asset in layers for spec in asset.specs}
     waiting = {name for name, spec in specs.items() if spec.tags.get(views.WAITING_TAG)}
     assert "useview_pregnancy" in waiting and not waiting & done
     assert {"useview_broken", "useview_after_broken"}.isdisjoint(done)
