@@ -256,6 +256,8 @@ def view_layers_asset(catalog: ViewCatalog, dbs: Sequence[str]) -> dg.AssetsDefi
     def refresh_views(context: dg.AssetExecutionContext, postgres: PostgresResource):
         run = LayerRun()
         selected = context.selected_asset_keys
+        with postgres.session() as conn:
+            ensure_meta_schema(conn)  # once per run: every object's refresh state lives there
         for entry in entries:
             obj = entry.obj
             if view_asset_key(obj) not in selected:
@@ -266,7 +268,6 @@ def view_layers_asset(catalog: ViewCatalog, dbs: Sequence[str]) -> dg.AssetsDefi
                 continue
             try:
                 with postgres.session() as conn:
-                    ensure_meta_schema(conn)
                     events = list(refresh_view(context, conn, catalog, entry, lineage.get(obj.name)))
             except Exception as exc:  # noqa: BLE001 - the others are built; the step fails after them
                 context.log.error(f"{obj.name}: failed: {exc}")

@@ -24,6 +24,21 @@ def sql_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+def materialize_one_health_center(
+    couch_url: str, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list, dg.ExecuteInProcessResult]:
+    """A new deployment of one health center, its raw and view assets materialized in one run
+    (failures kept in the result)."""
+    deployment = new_deployment(couch_url, pg_url, monkeypatch)
+    for suffix in SUFFIXES:
+        deployment.client(suffix).create_db()
+    deployment.client().bulk_docs([{"_id": "hc", "type": "health_center", "name": "Area"}])
+    resources = {"couchdb": CouchDBResource(url=couch_url), "postgres": PostgresResource(url=pg_url)}
+    with dagster_instance() as instance:
+        assets = location_assets()
+        return assets, dg.materialize(assets, resources=resources, instance=instance, raise_on_error=False)
+
+
 def test_broken_sql_fails_loading_with_file_and_line(sql_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POSTGRES_URL", "postgresql://nobody@127.0.0.1:1/none")  # no formviews: load only
     broken = sql_root / "useviews" / "useview_broken.sql"
@@ -44,14 +59,7 @@ def test_one_failing_object_fails_alone(sql_root: Path, couch_server, pg_url: st
     (sql_root / "useviews" / "useview_after_broken.sql").write_text(
         "-- materialized: view\nSELECT uuid FROM useview_broken\n"
     )
-    deployment = new_deployment(couch_server.url, pg_url, monkeypatch)
-    for suffix in SUFFIXES:
-        deployment.client(suffix).create_db()
-    deployment.client().bulk_docs([{"_id": "hc", "type": "health_center", "name": "Area"}])
-    resources = {"couchdb": CouchDBResource(url=couch_server.url), "postgres": PostgresResource(url=pg_url)}
-    with dagster_instance() as instance:
-        assets = location_assets()
-        result = dg.materialize(assets, resources=resources, instance=instance, raise_on_error=False)
+    assets, result = materialize_one_health_center(couch_server.url, pg_url, monkeypatch)
     (failure,) = result.get_step_failure_events()
     done = {event.asset_key.path[-1] for event in result.get_asset_materialization_events()}
     # One step builds the view layers: the broken object fails it, after every object that does
@@ -85,15 +93,7 @@ def test_a_failed_blocking_check_holds_what_reads_the_object_in_the_same_run(
     (sql_root / "useviews" / "useview_reads_doubled.sql").write_text(
         "-- materialized: view\nSELECT uuid FROM useview_doubled\n"
     )
-    deployment = new_deployment(couch_server.url, pg_url, monkeypatch)
-    for suffix in SUFFIXES:
-        deployment.client(suffix).create_db()
-    deployment.client().bulk_docs([{"_id": "hc", "type": "health_center", "name": "Area"}])
-    resources = {"couchdb": CouchDBResource(url=couch_server.url), "postgres": PostgresResource(url=pg_url)}
-    with dagster_instance() as instance:
-        result = dg.materialize(
-            location_assets(), resources=resources, instance=instance, raise_on_error=False
-        )
+    _, result = materialize_one_health_center(couch_server.url, pg_url, monkeypatch)
     done = {event.asset_key.path[-1] for event in result.get_asset_materialization_events()}
     failed_checks = {
         (c.asset_key.path[-1], c.check_name) for c in result.get_asset_check_evaluations() if not c.passed
